@@ -1,0 +1,151 @@
+"""``autoprompt-search``: evaluate a prompt, or discover one, from the command line.
+
+Errors caused by the user's input print one line naming the problem and the fix (exit code 2);
+only bugs show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import demo
+from .errors import AutopromptError, DataError
+from .evaluator import Evaluator
+from .loaders import DEMOS, load_demo, load_task
+from .models import DEFAULT_MODEL, load_model
+from .prompt import Prompt
+from .searchers import SEARCHERS, Budget
+from .tasks import Task
+from .template import unescape_cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        return args.run(args)
+    except AutopromptError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; a search with --out can continue with --resume", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autoprompt-search", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or folder (default {DEFAULT_MODEL})")
+    common.add_argument("--data", help=f"data file or folder, or a demo task: {', '.join(DEMOS)}")
+    common.add_argument("--field-map", type=json.loads,
+                        help='JSON {template field: column}, e.g. \'{"sentence": "text"}\'')
+    common.add_argument("--label-field", help="column holding the label (default: detected)")
+    common.add_argument("--verbalizer", action="append", help='JSON label → word(s), e.g. \'{"0":"bad","1":"good"}\'')
+    common.add_argument("--template", action="append", help=r"template, e.g. 'Review: {sentence}\nSentiment:[P]'")
+    common.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    common.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    common.add_argument("--fact-match", default="first-token", choices=["first-token", "greedy"],
+                        help="fact tasks: P@1 on the object's first token (LAMA) or its greedy whole word")
+    common.add_argument("--output-json", type=Path, help="also write the printed JSON to this file")
+    common.add_argument("-v", "--verbose", action="store_true")
+
+    ev = sub.add_parser("evaluate", parents=[common], help="score one prompt on a data split")
+    ev.add_argument("--split", help="split to score (default: the file itself, else test, else dev)")
+    ev.add_argument("--prompt", type=Path, help="a saved prompt.json (instead of --template/--verbalizer)")
+    ev.set_defaults(run=_evaluate)
+
+    disc = sub.add_parser("discover", parents=[common], help="search for a prompt and write a run directory")
+    disc.add_argument("--searcher", default="manual", choices=sorted(SEARCHERS))
+    disc.add_argument("--config", type=json.loads, default={}, help="JSON of searcher options")
+    disc.add_argument("--iterations", type=int, help="budget: searcher steps")
+    disc.add_argument("--forward-passes", type=int, help="budget: sequences run by the evaluator")
+    disc.add_argument("--seconds", type=float, help="budget: wall-clock seconds")
+    disc.add_argument("--seed", type=int, default=0)
+    disc.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory (default runs/latest)")
+    disc.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    disc.set_defaults(run=_discover)
+    return parser
+
+
+def _task(args: argparse.Namespace, *, split: str | None = None) -> Task:
+    if args.data is None:
+        return load_demo(demo.DEMO_TASK)
+    if args.data in DEMOS and not Path(args.data).exists():
+        return load_demo(args.data)
+    return load_task(args.data, field_map=args.field_map, label_field=args.label_field, split=split)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    single_file = args.data is not None and Path(args.data).is_file()
+    task = _task(args, split=args.split if single_file else None)
+    split = args.split or next((s for s in ("test", "dev", "train") if task.has_split(s)), "test")
+    if args.prompt:
+        prompt = Prompt.load(args.prompt)
+    elif args.template:
+        verbalizer = args.verbalizer[0] if args.verbalizer else None
+        prompt = Prompt.build(unescape_cli(args.template[0]), verbalizer)
+    else:
+        raise DataError("evaluate needs a prompt: give --template (and --verbalizer), or --prompt prompt.json")
+    lm = load_model(args.model, device=args.device)
+    evaluator = Evaluator(lm, dtype=args.dtype, fact_match=args.fact_match, progress=True)
+    started = time.perf_counter()
+    result: dict[str, Any] = evaluator.evaluate(prompt, task.split(split), task)
+    seconds = time.perf_counter() - started
+    result.update(split=split, seconds=round(seconds, 3), examples_per_second=round(result["n"] / seconds, 2),
+                  template=prompt.render(lm.decode), dtype=args.dtype)
+    _emit(result, args.output_json)
+    return 0
+
+
+def _discover(args: argparse.Namespace) -> int:
+    task = _task(args)
+    config = dict(args.config)
+    templates = [unescape_cli(t) for t in args.template or []]
+    verbalizers = [json.loads(v) for v in args.verbalizer or []]
+    if args.data is None or args.data in DEMOS:
+        defaults = demo.CAPITAL_TEMPLATES if task.kind == "fact" else demo.DEMO_TEMPLATES
+        templates = templates or list(defaults)
+        verbalizers = verbalizers or ([] if task.kind == "fact" else list(demo.DEMO_VERBALIZERS))
+    if templates:
+        config.setdefault("templates", templates)
+    if verbalizers:
+        config.setdefault("verbalizers", verbalizers)
+    try:
+        searcher = SEARCHERS[args.searcher](seed=args.seed, **config)
+    except TypeError as error:
+        raise DataError(f"bad option for searcher {args.searcher!r}: {error}; see its docstring") from None
+    lm = load_model(args.model, device=args.device)
+    evaluator = Evaluator(lm, dtype=args.dtype, fact_match=args.fact_match)
+    budget = Budget(args.iterations, args.forward_passes, args.seconds)
+    started = time.perf_counter()
+    result = searcher.search(task, lm, budget=budget, evaluator=evaluator, run_dir=args.out, resume=args.resume)
+    print(f"best prompt: {result.prompt.render(lm.decode)!r}")
+    if result.prompt.verbalizer:
+        print(f"label words: {json.dumps(dict(result.prompt.verbalizer.to_json()['words']))}")
+    summary = {"task": task.name, "model": lm.name, "searcher": searcher.name, "run_dir": str(args.out),
+               "selection_split": result.selection_split, "dev": result.dev_metrics, "test": result.test_metrics,
+               "steps": len(result.history), "seconds": round(time.perf_counter() - started, 2)}
+    _emit(summary, args.output_json)
+    return 0
+
+
+def _emit(data: dict[str, Any], path: Path | None) -> None:
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    print(text)
+    if path:
+        from . import atomic
+
+        atomic.write_text(path, text + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

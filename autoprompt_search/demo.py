@@ -1,0 +1,29 @@
+"""The embedded default run: template discovery on a demo task written for this package.
+
+``autoprompt-search discover`` with no data argument uses these: the demo sentiment task and a
+small pool of templates and label words for the manual searcher to choose among, so a fresh
+install shows a real search (candidates scored on dev, winner scored on held-out test) in a minute.
+"""
+
+from __future__ import annotations
+
+DEMO_TASK = "sentiment"
+
+DEMO_TEMPLATES = (
+    "Review: {sentence}\nSentiment:[P]",
+    "{sentence} All in all, it was[P]",
+    "Text: {sentence}\nQuestion: Is this review positive or negative?\nAnswer:[P]",
+    "{sentence}\nThe reviewer's opinion is[P]",
+)
+
+DEMO_VERBALIZERS = (
+    {"negative": "negative", "positive": "positive"},
+    {"negative": "bad", "positive": "good"},
+)
+
+#: Fact demo (``--data capitals``): LAMA-style templates for country → capital.
+CAPITAL_TEMPLATES = (
+    "The capital of {sub_label} is[P]",
+    "{sub_label}'s capital city is[P]",
+    "Q: What is the capital of {sub_label}?\nA:[P]",
+)

@@ -1,0 +1,174 @@
+"""Prompt splicing, written once: (Prompt, Example) → token ids around the answer slot.
+
+Literal text and field values that stand next to each other are tokenized together, exactly as a
+user's rendered prompt would be; only trigger and soft slots and the answer slot split the text.
+Inputs longer than the model allows lose tokens from their longest field, never from the prompt
+or the answer slot (a warning says so once).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from .errors import DataError, PromptFileError, TemplateError
+from .models.language_model import LanguageModel
+from .prompt import Prompt
+from .tasks import Example, Task
+from .template import Answer, Field, Soft, Text, Trigger
+from .verbalizer import word_token_ids
+
+log = logging.getLogger(__name__)
+
+#: Tokens kept free for the answer word(s) when an input must be truncated.
+ANSWER_RESERVE = 16
+_CACHE_LIMIT = 200_000
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Token ids before and after the answer slot, and where soft vectors go.
+
+    ``soft_before``/``soft_after`` hold ``(offset, soft index)`` pairs relative to ``before`` and
+    ``after``; ``text_before`` is the text right before the slot (it decides label-word spacing).
+    """
+
+    before: tuple[int, ...]
+    after: tuple[int, ...]
+    soft_before: tuple[tuple[int, int], ...]
+    soft_after: tuple[tuple[int, int], ...]
+    text_before: str
+
+
+class PromptEncoder:
+    """Turns prompts and examples into :class:`Encoded` ids for one model, caching tokenization."""
+
+    def __init__(self, lm: LanguageModel) -> None:
+        self.lm = lm
+        self._tokens: dict[str, tuple[int, ...]] = {}
+        self._words: dict[tuple[str, str], tuple[int, ...]] = {}
+        self._warned_truncation = False
+
+    def tokenize(self, text: str) -> tuple[int, ...]:
+        ids = self._tokens.get(text)
+        if ids is None:
+            if len(self._tokens) > _CACHE_LIMIT:
+                self._tokens.clear()
+            ids = self._tokens[text] = tuple(self.lm.tokenize(text))
+        return ids
+
+    def word_ids(self, word: str, text_before: str) -> tuple[int, ...]:
+        """Token ids of a label word at the answer slot (see :func:`verbalizer.word_token_ids`)."""
+        key = (word, text_before[-1:])
+        if key not in self._words:
+            unk = self.lm.tokenizer.unk_token_id
+            unk = unk if unk is not None and unk not in self.lm.special_ids - {unk} else None
+            self._words[key] = word_token_ids(lambda t: list(self.tokenize(t)), word, text_before, unk_id=unk)
+        return self._words[key]
+
+    def validate(self, prompt: Prompt, task: Task) -> Prompt:
+        """Check a prompt against the task and model before any scoring; return it fitted to the task."""
+        template = prompt.template
+        template.check_fields(task.fields)
+        if self.lm.is_causal and template.text_after_answer.strip():
+            raise TemplateError(
+                f"template {template.source!r} has {template.text_after_answer!r} after [P]; a causal LM "
+                "predicts the answer before it sees later text, so that text cannot be scored: "
+                "move it before [P] or drop it"
+            )
+        if template.n_triggers and len(prompt.trigger_ids) != template.n_triggers:
+            raise TemplateError(
+                f"template {template.source!r} has {template.n_triggers} [T] slot(s) but the prompt has "
+                f"{len(prompt.trigger_ids)} trigger token(s): run a discrete searcher to fill them"
+            )
+        if template.n_soft and (prompt.soft is None or prompt.soft.shape[0] != template.n_soft):
+            raise TemplateError(
+                f"template {template.source!r} has {template.n_soft} [V] slot(s) but the prompt has no "
+                "matching soft vectors: train them with a soft-prompt searcher"
+            )
+        prompt.check_model(self.lm.name, self.lm.vocab_size, self.lm.hidden_size)
+        if bad := [i for i in prompt.trigger_ids if not 0 <= i < self.lm.vocab_size]:
+            raise PromptFileError(f"trigger ids {bad} are outside this model's vocabulary of {self.lm.vocab_size}")
+        if task.kind == "classification":
+            if prompt.verbalizer is None:
+                raise TemplateError(
+                    f"task {task.name!r} is a classification task: give a verbalizer, e.g. "
+                    '\'{"0": "negative", "1": "positive"}\''
+                )
+            prompt = replace(prompt, verbalizer=prompt.verbalizer.for_labels(task.labels))
+        return prompt
+
+    def encode(self, prompt: Prompt, example: Example) -> Encoded:
+        """Ids of ``example`` under ``prompt``, truncating the longest field if the model needs it."""
+        values = {}
+        for name in prompt.template.fields:
+            if name not in example.fields:
+                raise DataError(
+                    f"an example lacks the field {name!r} the template uses (it has {sorted(example.fields)}); "
+                    "fix the data or the template"
+                )
+            values[name] = str(example.fields[name])
+        encoded = self._encode(prompt, values)
+        limit = self.lm.max_length - ANSWER_RESERVE
+        while len(encoded.before) + len(encoded.after) > limit:
+            excess = len(encoded.before) + len(encoded.after) - limit
+            longest = max(values, key=lambda k: len(self.tokenize(values[k])), default=None)
+            field_ids = self.tokenize(values[longest]) if longest else ()
+            if len(field_ids) <= 1:
+                raise TemplateError(
+                    f"the prompt alone needs {len(encoded.before) + len(encoded.after)} tokens but the model "
+                    f"takes {self.lm.max_length}: shorten the template or use fewer [T]/[V] slots"
+                )
+            if not self._warned_truncation:
+                log.warning("an input is longer than the model's %d tokens: truncating its field %r "
+                            "(the prompt and answer slot are kept); further truncations are silent",
+                            self.lm.max_length, longest)
+                self._warned_truncation = True
+            values[longest] = self.lm.decode(list(field_ids[: max(1, len(field_ids) - excess - 1)]))
+            encoded = self._encode(prompt, values)
+        return encoded
+
+    def label_word_ids(self, prompt: Prompt, encoded: Encoded) -> list[list[tuple[int, ...]]]:
+        """For each label (verbalizer order), the token ids of each of its words."""
+        assert prompt.verbalizer is not None
+        return [[self.word_ids(w, encoded.text_before) for w in words] for words in prompt.verbalizer.words.values()]
+
+    def _encode(self, prompt: Prompt, values: dict[str, str]) -> Encoded:
+        parts: list[list[int]] = [list(self.lm.prefix_ids), []]
+        softs: list[list[tuple[int, int]]] = [[], []]
+        side, buffer, soft_index, trigger_index, text_before = 0, "", 0, 0, ""
+        for segment in prompt.template.segments:
+            if isinstance(segment, Text):
+                buffer += segment.text
+            elif isinstance(segment, Field):
+                buffer += values[segment.name]
+            else:
+                if isinstance(segment, Answer):
+                    buffer = buffer.rstrip(" \t")
+                    text_before = buffer or ("x" if parts[0][len(self.lm.prefix_ids):] else "")
+                parts[side].extend(self.tokenize(buffer))
+                buffer = ""
+                if isinstance(segment, Trigger):
+                    parts[side].extend(prompt.trigger_ids[trigger_index : trigger_index + segment.count])
+                    trigger_index += segment.count
+                elif isinstance(segment, Soft):
+                    for _ in range(segment.count):
+                        softs[side].append((len(parts[side]), soft_index))
+                        parts[side].append(self.lm.pad_id)
+                        soft_index += 1
+                else:
+                    side = 1
+        parts[1].extend(self.tokenize(buffer if not self.lm.is_causal else ""))
+        parts[1].extend(self.lm.suffix_ids)
+        return Encoded(tuple(parts[0]), tuple(parts[1]), tuple(softs[0]), tuple(softs[1]), text_before)
+
+
+def check_examples(examples: Sequence[Example], task: Task) -> None:
+    """Every labelled example of a classification task must carry one of the task's labels."""
+    if task.kind != "classification":
+        return
+    known = set(task.labels)
+    unknown = sorted({str(e.label) for e in examples if e.label is not None and e.label not in known})
+    if unknown:
+        raise DataError(f"labels {unknown} are not among the task's labels {list(task.labels)}; fix the data")

@@ -1,0 +1,59 @@
+"""Metrics from label-score tables: plain numpy, no model in sight.
+
+Classification: accuracy, macro-F1, mean gold log-prob. Fact retrieval (LAMA): P@1 and MRR from
+the gold object's rank, and mean gold log-prob.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def accuracy(pred: np.ndarray, gold: np.ndarray) -> float:
+    return float(np.mean(pred == gold)) if len(gold) else float("nan")
+
+
+def macro_f1(pred: np.ndarray, gold: np.ndarray, n_labels: int) -> float:
+    """Unweighted mean of per-class F1 over the classes present in gold or predictions."""
+    scores = []
+    for label in range(n_labels):
+        tp = np.sum((pred == label) & (gold == label))
+        fp = np.sum((pred == label) & (gold != label))
+        fn = np.sum((pred != label) & (gold == label))
+        if tp + fp + fn == 0:
+            continue
+        scores.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def precision_at_1(rank: np.ndarray) -> float:
+    return float(np.mean(rank == 1)) if len(rank) else float("nan")
+
+
+def mean_reciprocal_rank(rank: np.ndarray) -> float:
+    return float(np.mean(1.0 / rank)) if len(rank) else float("nan")
+
+
+def classification_metrics(scores: np.ndarray, gold: np.ndarray) -> dict[str, float]:
+    """``scores`` (E, L) class log-probs, ``gold`` (E,) label indices."""
+    pred = scores.argmax(axis=1)
+    gold_lp = scores[np.arange(len(gold)), gold]
+    return {
+        "accuracy": accuracy(pred, gold),
+        "macro_f1": macro_f1(pred, gold, scores.shape[1]),
+        "gold_logprob": float(np.mean(gold_lp)) if len(gold) else float("nan"),
+        "n": len(gold),
+    }
+
+
+def fact_metrics(rank: np.ndarray, gold_logprob: np.ndarray, greedy: np.ndarray | None = None) -> dict[str, float]:
+    """``rank`` (E,) 1-based rank of the gold object's first token (inf: not a candidate)."""
+    out = {
+        "p_at_1": precision_at_1(rank),
+        "mrr": mean_reciprocal_rank(rank),
+        "gold_logprob": float(np.mean(gold_logprob)) if len(rank) else float("nan"),
+        "n": len(rank),
+    }
+    if greedy is not None:
+        out["greedy_match"] = float(np.mean(greedy)) if len(greedy) else float("nan")
+    return out

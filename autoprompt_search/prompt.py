@@ -1,0 +1,151 @@
+"""A Prompt: template + verbalizer + what a searcher found (trigger ids, soft vectors).
+
+Saved as a human-readable ``prompt.json`` plus, for soft prompts, ``prompt.safetensors``: JSON and
+safetensors only, so loading a prompt can never run code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import atomic
+from .errors import PromptFileError
+from .template import Template, parse_template
+from .verbalizer import Verbalizer
+
+FORMAT_VERSION = 1
+JSON_NAME = "prompt.json"
+TENSOR_NAME = "prompt.safetensors"
+
+
+@dataclass(frozen=True)
+class ModelSignature:
+    """What a prompt's ids and vectors are tied to: a vocabulary and an embedding width."""
+
+    name: str
+    vocab_size: int
+    hidden_size: int
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Everything needed to score an example: template, verbalizer (None for fact tasks),
+    trigger token ids filling the ``[T]`` slots, and soft vectors ``(n_soft, H)`` for ``[V]`` slots."""
+
+    template: Template
+    verbalizer: Verbalizer | None = None
+    trigger_ids: tuple[int, ...] = ()
+    soft: torch.Tensor | None = field(default=None, compare=False)
+    model: ModelSignature | None = None
+
+    @classmethod
+    def build(cls, template: str | Template, verbalizer: Verbalizer | str | dict | None = None, **kw: Any) -> Prompt:
+        """Parse a template string and a verbalizer spec into a Prompt."""
+        parsed = parse_template(template) if isinstance(template, str) else template
+        verb = verbalizer if verbalizer is None or isinstance(verbalizer, Verbalizer) else Verbalizer.parse(verbalizer)
+        return cls(parsed, verb, **kw)
+
+    def with_triggers(self, ids: tuple[int, ...] | list[int]) -> Prompt:
+        return replace(self, trigger_ids=tuple(int(i) for i in ids))
+
+    def render(self, decode: Any = None) -> str:
+        """The template with trigger tokens filled in, for people (``decode`` maps one id to text)."""
+        tokens = [decode([i]) for i in self.trigger_ids] if decode and self.trigger_ids else None
+        return self.template.render(tokens)
+
+    def check_model(self, name: str, vocab_size: int, hidden_size: int) -> None:
+        """Refuse a prompt whose ids or vectors were made for another vocabulary or width."""
+        sig = self.model
+        if sig is None:
+            return
+        if sig.vocab_size != vocab_size or (self.soft is not None and sig.hidden_size != hidden_size):
+            raise PromptFileError(
+                f"this prompt was made for model {sig.name!r} (vocabulary {sig.vocab_size}, hidden size "
+                f"{sig.hidden_size}) but the model {name!r} has vocabulary {vocab_size}, hidden size "
+                f"{hidden_size}: evaluate it with the model it was found on, or search again"
+            )
+
+    # --- persistence ---------------------------------------------------------------------------
+    def to_json(self, decode: Any = None) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "template": self.template.source,
+            "rendered": self.render(decode),
+            "verbalizer": self.verbalizer.to_json() if self.verbalizer else None,
+            "trigger_ids": list(self.trigger_ids),
+            "trigger_tokens": [decode([i]) for i in self.trigger_ids] if decode else None,
+            "model": vars(self.model) if self.model else None,
+        }
+        if self.soft is not None:
+            data["soft"] = {"file": TENSOR_NAME, "shape": list(self.soft.shape)}
+        return data
+
+    def save(self, folder: str | Path, decode: Any = None) -> Path:
+        """Write ``prompt.json`` (and ``prompt.safetensors`` for soft prompts) atomically."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        if self.soft is not None:
+            soft = self.soft.detach().float().cpu().contiguous()
+            atomic.write_with(folder / TENSOR_NAME, lambda tmp: save_file({"soft": soft}, tmp))
+        atomic.write_json(folder / JSON_NAME, self.to_json(decode))
+        return folder / JSON_NAME
+
+    @classmethod
+    def load(cls, path: str | Path) -> Prompt:
+        """Load a prompt from ``prompt.json`` or its folder; every defect is a PromptFileError."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / JSON_NAME
+        if not path.is_file():
+            raise PromptFileError(f"no prompt file at {path}: give the prompt.json a search wrote")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            template = parse_template(data["template"])
+            verbalizer = Verbalizer.from_json(data["verbalizer"]) if data.get("verbalizer") else None
+            model = ModelSignature(**data["model"]) if data.get("model") else None
+            triggers = tuple(int(i) for i in data.get("trigger_ids") or ())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            raise PromptFileError(
+                f"{path} is not a valid prompt file ({type(error).__name__}: {error}); it may be truncated or "
+                "hand-edited: restore it from the run directory or run the search again"
+            ) from None
+        soft = _load_soft(path.parent / TENSOR_NAME, data.get("soft")) if data.get("soft") else None
+        prompt = cls(template, verbalizer, triggers, soft, model)
+        if len(triggers) not in (0, template.n_triggers):
+            raise PromptFileError(f"{path}: {len(triggers)} trigger ids for {template.n_triggers} [T] slots")
+        if soft is not None and soft.shape[0] != template.n_soft:
+            raise PromptFileError(f"{path}: {soft.shape[0]} soft vectors for {template.n_soft} [V] slots")
+        return prompt
+
+
+def _load_soft(path: Path, meta: Any) -> torch.Tensor:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not isinstance(meta, dict) or not isinstance(meta.get("shape", []), list):
+        raise PromptFileError(
+            f"{path.parent / JSON_NAME} has a malformed 'soft' entry {meta!r}: it must read "
+            f'{{"file": "{TENSOR_NAME}", "shape": [n, hidden]}}; restore it from the run directory'
+        )
+    if not path.is_file():
+        raise PromptFileError(f"{path} is missing: a soft prompt needs its prompt.safetensors beside prompt.json")
+    try:
+        soft = load_file(str(path))["soft"]
+    except (SafetensorError, OSError, KeyError, ValueError) as error:
+        raise PromptFileError(
+            f"{path} is corrupt or truncated ({error}): restore it from the run directory or train again"
+        ) from None
+    if soft.ndim != 2 or not soft.is_floating_point():
+        raise PromptFileError(
+            f"{path} holds a {soft.dtype} tensor of shape {list(soft.shape)}, not float vectors (n_soft, hidden): "
+            "restore it from the run directory or train again"
+        )
+    if list(soft.shape) != list(meta.get("shape", soft.shape)):
+        raise PromptFileError(f"{path} holds shape {list(soft.shape)} but prompt.json says {meta['shape']}")
+    return soft

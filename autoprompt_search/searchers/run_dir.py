@@ -1,0 +1,81 @@
+"""The run directory: ``config.json``, ``history.jsonl``, ``checkpoint/``, ``prompt.json``, ``result.json``.
+
+Every file is written atomically; the checkpoint is written after the history line, and on resume
+the history is cut back to the checkpoint's step, so a kill at any moment loses at most one step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .. import atomic
+from ..errors import PromptFileError
+
+if TYPE_CHECKING:
+    from ..models.language_model import LanguageModel
+    from ..tasks import Task
+    from .base import Budget, SearchResult, StepRecord
+
+STATE = "state.json"
+TENSORS = "state.safetensors"
+
+
+class RunDir:
+    """Reads and writes one search's artifacts in ``path``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.checkpoint = self.path / "checkpoint"
+        self.history_file = self.path / "history.jsonl"
+
+    def start(self, searcher: str, config: dict[str, Any], task: Task, model: LanguageModel, budget: Budget) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.history_file.unlink(missing_ok=True)
+        atomic.write_json(self.path / "config.json", {
+            "searcher": searcher, "config": config, "task": task.name, "model": model.name,
+            "budget": dataclasses.asdict(budget),
+        })
+
+    def record(self, record: StepRecord, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        from safetensors.torch import save_file
+
+        atomic.append_line(self.history_file, json.dumps(dataclasses.asdict(record)))
+        if tensors:
+            flat = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+            atomic.write_with(self.checkpoint / TENSORS, lambda tmp: save_file(flat, tmp))
+        atomic.write_json(self.checkpoint / STATE, state)
+
+    def load_checkpoint(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+        """The last checkpoint, or None when the run never finished a step."""
+        state_file = self.checkpoint / STATE
+        if not state_file.is_file():
+            return None
+        try:
+            state = json.loads(state_file.read_text(encoding="utf-8"))
+            tensors: dict[str, torch.Tensor] = {}
+            if (self.checkpoint / TENSORS).is_file():
+                from safetensors.torch import load_file
+
+                tensors = load_file(str(self.checkpoint / TENSORS))
+        except Exception as error:
+            raise PromptFileError(
+                f"the checkpoint in {self.checkpoint} is unreadable ({error}): start the search without --resume"
+            ) from None
+        return state, tensors
+
+    def history(self, steps: int) -> list[StepRecord]:
+        """History lines up to the checkpointed step (later lines belong to a step lost in a crash)."""
+        from .base import StepRecord
+
+        rows = [StepRecord(**row) for row in atomic.read_jsonl(self.history_file)][:steps]
+        atomic.write_text(self.history_file, "".join(json.dumps(dataclasses.asdict(r)) + "\n" for r in rows))
+        return rows
+
+    def finish(self, result: SearchResult, decode: Any) -> None:
+        result.prompt.save(self.path, decode)
+        atomic.write_json(self.path / "result.json", result.to_json(decode))

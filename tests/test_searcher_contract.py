@@ -1,0 +1,82 @@
+"""One conformance suite, run over every registered searcher (STYLE.md, principle 8)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from autoprompt_search import SEARCHERS, Budget, Searcher
+from autoprompt_search.errors import BudgetError
+from autoprompt_search.searchers import StepRecord
+
+VERBALIZER = {"0": "bad", "1": "good"}
+
+#: A small configuration per registered searcher; a new searcher must add one here.
+CONFIGS: dict[str, Callable[[int], Searcher]] = {
+    "manual": lambda seed: SEARCHERS["manual"](
+        templates=["{sentence} It was[P]", "Review: {sentence}\nSentiment:[P]", "{sentence}\nIn short:[P]"],
+        verbalizers=[VERBALIZER, {"0": "terrible", "1": "great"}], per_step=2, seed=seed),
+}
+
+
+def test_every_searcher_has_a_contract_config() -> None:
+    assert set(CONFIGS) == set(SEARCHERS)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _stop_after(steps: int) -> Callable[[StepRecord], None]:
+    def callback(record: StepRecord) -> None:
+        if record.step >= steps:
+            raise _Interrupt
+
+    return callback
+
+
+def _comparable(result) -> dict:
+    data = result.to_json()
+    for row in data["history"]:
+        row.pop("seconds")
+    return data
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+class TestSearcherContract:
+    def test_budget_is_respected(self, name, tiny_causal_lm, sentiment_task) -> None:
+        result = CONFIGS[name](0).search(sentiment_task, tiny_causal_lm, budget=Budget(iterations=1), progress=False)
+        assert len(result.history) == 1
+
+    def test_result_is_json_and_selects_on_dev(self, name, tiny_causal_lm, sentiment_task, tmp_path: Path) -> None:
+        result = CONFIGS[name](0).search(sentiment_task, tiny_causal_lm, budget=Budget(iterations=2),
+                                         run_dir=tmp_path, progress=False)
+        assert result.selection_split == "dev"
+        text = json.dumps(result.to_json(tiny_causal_lm.decode))
+        assert json.loads(text)["searcher"] == name
+        for artifact in ("config.json", "history.jsonl", "prompt.json", "result.json"):
+            assert (tmp_path / artifact).is_file()
+        assert result.test_metrics is not None and result.test_metrics["n"] == len(sentiment_task.split("test"))
+
+    def test_seed_is_reproducible(self, name, tiny_causal_lm, sentiment_task) -> None:
+        runs = [CONFIGS[name](7).search(sentiment_task, tiny_causal_lm, budget=Budget(iterations=3), progress=False)
+                for _ in range(2)]
+        assert _comparable(runs[0]) == _comparable(runs[1])
+
+    def test_resume_after_interruption_is_identical(self, name, tiny_causal_lm, sentiment_task, tmp_path) -> None:
+        budget = Budget(iterations=3)
+        straight = CONFIGS[name](3).search(sentiment_task, tiny_causal_lm, budget=budget, progress=False)
+        with pytest.raises(_Interrupt):
+            CONFIGS[name](3).search(sentiment_task, tiny_causal_lm, budget=budget, run_dir=tmp_path,
+                                    callbacks=[_stop_after(1)], progress=False)
+        resumed = CONFIGS[name](3).search(sentiment_task, tiny_causal_lm, budget=budget, run_dir=tmp_path,
+                                          resume=True, progress=False)
+        assert _comparable(resumed) == _comparable(straight)
+        assert len((tmp_path / "history.jsonl").read_text().splitlines()) == len(straight.history)
+
+    def test_zero_budget_is_refused(self, name) -> None:
+        with pytest.raises(BudgetError, match="allows no work"):
+            Budget(iterations=0)
