@@ -1,15 +1,17 @@
 """Batched forward passes that answer "log-prob (and rank) of token t at position p of row r".
 
 Rows are sorted by length and packed under a token budget, padded on the right (causal rows need
-no position ids then, and masked rows are masked), run through the encoder without any output
-layer, and only the hidden states at queried positions go through the vocabulary head. Out of
-memory halves the batch and retries instead of crashing.
+no position ids then, and masked rows are masked), run through the network without any output
+layer, and only the hidden states at queried positions ("sites") go through the vocabulary head.
+Causal rows that share a long prefix (the same input under many candidate triggers) are handed to
+:mod:`prefix_reuse`, which runs the prefix once. Out of memory halves the batch and retries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -20,6 +22,11 @@ from .models.language_model import LanguageModel
 #: Tokens per batch by device type: enough to keep the matmuls busy, small enough for 2 CPU cores.
 DEFAULT_BATCH_TOKENS = {"cpu": 8192, "cuda": 65536}
 MAX_ROWS = 512
+
+#: "vocab": log-softmax over the whole vocabulary (true log-probs; ranks; multi-token words).
+#: "labels": only the queried tokens' rows of the output layer, log-softmax among them (LM-BFF's
+#: softmax over label words) — cheaper when the vocabulary is large and the suffix is short.
+Normalize = Literal["vocab", "labels"]
 
 
 @dataclass(frozen=True)
@@ -47,8 +54,49 @@ class Queries:
 
 @dataclass
 class Answers:
-    logprob: np.ndarray  # (Q,) float64 log-probs over the full vocabulary
+    logprob: np.ndarray  # (Q,) float64 log-probs
     rank: np.ndarray | None  # (Q,) 1-based rank of the token (inf when not a candidate), if asked
+
+
+@dataclass
+class Scoring:
+    """How sites become answers; shared by the plain and the prefix-reuse paths."""
+
+    lm: LanguageModel
+    queries: Queries
+    answers: Answers
+    normalize: Normalize = "vocab"
+    candidate_ids: torch.Tensor | None = None
+
+    def score_sites(self, hidden: torch.Tensor, q_idx: np.ndarray, q_b: np.ndarray, q_p: np.ndarray) -> None:
+        """Fill answers for queries ``q_idx`` read at ``hidden[q_b, q_p]`` (hidden is ``(B, T, H)``)."""
+        width = hidden.shape[1]
+        sites, site_of_query = np.unique(q_b * width + q_p, return_inverse=True)
+        h = hidden[torch.as_tensor(sites // width), torch.as_tensor(sites % width)]  # (S, H)
+        site_t = torch.as_tensor(site_of_query.reshape(-1), device=h.device)
+        tokens = torch.as_tensor([self.queries.token[q] for q in q_idx], device=h.device)
+        if self.normalize == "labels" and self.answers.rank is None:
+            self._label_only(h, site_t, tokens, q_idx)
+            return
+        logits = self.lm.vocab_logits(h)  # (S, V) float32
+        log_probs = torch.log_softmax(logits, dim=-1)
+        self.answers.logprob[q_idx] = log_probs[site_t, tokens].double().cpu().numpy()
+        if self.answers.rank is not None:
+            gold = logits[site_t, tokens].unsqueeze(1)
+            pool = logits[site_t] if self.candidate_ids is None else logits[site_t][:, self.candidate_ids]
+            ranks = (pool > gold).sum(dim=1).double() + 1
+            if self.candidate_ids is not None:
+                ranks = torch.where(torch.isin(tokens, self.candidate_ids), ranks, torch.full_like(ranks, np.inf))
+            self.answers.rank[q_idx] = ranks.cpu().numpy()
+
+    def _label_only(self, h: torch.Tensor, site_t: torch.Tensor, tokens: torch.Tensor, q_idx: np.ndarray) -> None:
+        vocab = torch.unique(tokens)
+        logits = self.lm.token_logits(h, vocab)  # (S, K) over the queried tokens only
+        column = torch.searchsorted(vocab, tokens)
+        asked = torch.zeros_like(logits, dtype=torch.bool)
+        asked[site_t, column] = True
+        log_probs = torch.log_softmax(logits.masked_fill(~asked, float("-inf")), dim=-1)
+        self.answers.logprob[q_idx] = log_probs[site_t, column].double().cpu().numpy()
 
 
 def run_queries(
@@ -57,78 +105,86 @@ def run_queries(
     queries: Queries,
     soft_tables: Sequence[torch.Tensor | None] = (),
     *,
+    groups: Sequence[int] | None = None,
     want_rank: bool = False,
+    normalize: Normalize = "vocab",
     candidate_ids: torch.Tensor | None = None,
     batch_tokens: int | None = None,
     progress: bool = False,
 ) -> Answers:
-    """Answer every query with as few, as full forward passes as the token budget allows."""
+    """Answer every query with as few, as full forward passes as the token budget allows.
+
+    ``groups`` (causal LMs): rows with the same group id (e.g. the same example under different
+    candidates) are checked for a shared prefix, which is then computed once.
+    """
     n_q = len(queries.row)
-    logprob = np.zeros(n_q)
-    rank = np.full(n_q, np.inf) if want_rank else None
+    answers = Answers(np.zeros(n_q), np.full(n_q, np.inf) if want_rank else None)
     if not rows:
-        return Answers(logprob, rank)
+        return answers
+    scoring = Scoring(lm, queries, answers, normalize, candidate_ids)
     q_row = np.asarray(queries.row)
     by_row = np.argsort(q_row, kind="stable")
     starts = np.searchsorted(q_row[by_row], np.arange(len(rows) + 1))
-    order = sorted(range(len(rows)), key=lambda r: (-len(rows[r].ids), r))
-    budget = batch_tokens or DEFAULT_BATCH_TOKENS.get(lm.device.type, 8192)
+    queries_of = [by_row[starts[r] : starts[r + 1]] for r in range(len(rows))]
     tables = [t.to(lm.device, lm.dtype) if t is not None else None for t in soft_tables]
+    budget = batch_tokens or DEFAULT_BATCH_TOKENS.get(lm.device.type, 8192)
     bar = tqdm(total=len(rows), desc="scoring", unit="seq", disable=not progress, leave=False)
+    plain = list(range(len(rows)))
+    if groups is not None and lm.is_causal:
+        from .prefix_reuse import run_shared_prefixes
+
+        plain = run_shared_prefixes(lm, rows, queries, queries_of, groups, tables, scoring, budget, bar)
+    order = sorted(plain, key=lambda r: (-len(rows[r].ids), r))
     i = 0
     while i < len(order):
         size = max(1, min(MAX_ROWS, budget // max(1, len(rows[order[i]].ids))))
         batch = order[i : i + size]
         try:
-            _run_batch(lm, rows, batch, queries, by_row, starts, tables, logprob, rank, candidate_ids)
+            _run_batch(lm, rows, batch, queries, queries_of, tables, scoring)
         except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as error:
-            if size == 1 or not _is_oom(error):
+            if size == 1 or not is_oom(error):
                 raise
             budget = max(1, budget // 2)
             continue
         i += len(batch)
         bar.update(len(batch))
     bar.close()
-    return Answers(logprob, rank)
+    return answers
+
+
+def pad_rows(lm: LanguageModel, seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and attention mask ``(B, T)`` on the model's device."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), lm.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for b, seq in enumerate(seqs):
+        ids[b, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[b, : len(seq)] = 1
+    return ids.to(lm.device), mask.to(lm.device)
+
+
+def splice_soft(
+    lm: LanguageModel, ids: torch.Tensor, splices: list[tuple[int, int, int, int]], tables: Sequence
+) -> torch.Tensor | None:
+    """Input embeddings with soft vectors written at ``(row, position, table, index)``; None if none."""
+    if not splices:
+        return None
+    embeds = lm.embed(ids)
+    b_idx, p_idx, vectors = zip(*((b, p, tables[t][k]) for b, p, t, k in splices), strict=True)
+    embeds[list(b_idx), list(p_idx)] = torch.stack(vectors).to(embeds.dtype)
+    return embeds
 
 
 @torch.inference_mode()
-def _run_batch(lm, rows, batch, queries, by_row, starts, tables, logprob, rank, candidate_ids) -> None:
-    width = max(len(rows[r].ids) for r in batch)
-    ids = torch.full((len(batch), width), lm.pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for b, r in enumerate(batch):
-        ids[b, : len(rows[r].ids)] = torch.tensor(rows[r].ids)
-        mask[b, : len(rows[r].ids)] = 1
-    ids, mask = ids.to(lm.device), mask.to(lm.device)
-    embeds = None
-    splices = [(b, pos, t, k) for b, r in enumerate(batch) for pos, t, k in rows[r].soft]
-    if splices:
-        embeds = lm.embed(ids)
-        b_idx, p_idx, vectors = zip(*((b, p, tables[t][k]) for b, p, t, k in splices), strict=True)
-        embeds[list(b_idx), list(p_idx)] = torch.stack(vectors).to(embeds.dtype)
+def _run_batch(lm, rows, batch, queries, queries_of, tables, scoring: Scoring) -> None:
+    ids, mask = pad_rows(lm, [rows[r].ids for r in batch])
+    embeds = splice_soft(lm, ids, [(b, p, t, k) for b, r in enumerate(batch) for p, t, k in rows[r].soft], tables)
     hidden = lm.hidden_states(mask, input_ids=None if embeds is not None else ids, inputs_embeds=embeds)
-    # Gather the queried sites: (S, H) hidden states, then (S, V) logits, for S << B * T.
-    q_idx = np.concatenate([by_row[starts[r] : starts[r + 1]] for r in batch])
-    local = {r: b for b, r in enumerate(batch)}
-    q_b = np.array([local[queries.row[q]] for q in q_idx])
+    q_idx = np.concatenate([queries_of[r] for r in batch])
+    q_b = np.concatenate([np.full(len(queries_of[r]), b) for b, r in enumerate(batch)])
     q_p = np.array([queries.pos[q] for q in q_idx])
-    sites, site_of_query = np.unique(q_b * width + q_p, return_inverse=True)
-    h = hidden[torch.as_tensor(sites // width), torch.as_tensor(sites % width)]
-    logits = lm.vocab_logits(h)  # (S, V) float32
-    log_probs = torch.log_softmax(logits, dim=-1)
-    site_t = torch.as_tensor(site_of_query)
-    tokens = torch.as_tensor([queries.token[q] for q in q_idx], device=logits.device)
-    logprob[q_idx] = log_probs[site_t, tokens].double().cpu().numpy()
-    if rank is not None:
-        gold = logits[site_t, tokens].unsqueeze(1)
-        pool = logits[site_t] if candidate_ids is None else logits[site_t][:, candidate_ids]
-        ranks = (pool > gold).sum(dim=1).double() + 1
-        if candidate_ids is not None:
-            member = torch.isin(tokens, candidate_ids)
-            ranks = torch.where(member, ranks, torch.full_like(ranks, float("inf")))
-        rank[q_idx] = ranks.cpu().numpy()
+    scoring.score_sites(hidden, q_idx, q_b, q_p)
 
 
-def _is_oom(error: BaseException) -> bool:
+def is_oom(error: BaseException) -> bool:
     return isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(error).lower()

@@ -7,6 +7,7 @@ only bugs show a traceback.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import sys
@@ -23,30 +24,61 @@ from .prompt import Prompt
 from .searchers import SEARCHERS, Budget
 from .tasks import Task
 from .template import unescape_cli
+from .verbalizer import Verbalizer
+
+
+class _UsageError(AutopromptError):
+    """A command line argparse rejects (unknown option, bad value)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors reach :func:`main` as one ``error:`` line instead of usage + exit."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(f"{message}; see `{self.prog} --help`")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except AutopromptError as error:
+        return _fail(error)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         return args.run(args)
     except AutopromptError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return _fail(error)
     except KeyboardInterrupt:
         print("interrupted; a search with --out can continue with --resume", file=sys.stderr)
         return 130
 
 
+def _fail(error: AutopromptError) -> int:
+    """Print the error as one line (problem and fix) and return the usage-error exit code."""
+    print("error: " + " ".join(str(error).splitlines()), file=sys.stderr)
+    return 2
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """An option value that must be a JSON object."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not valid JSON: write an object like '{{\"key\": 1}}'") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object: write it like '{{\"key\": 1}}'")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="autoprompt-search", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="autoprompt-search", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or folder (default {DEFAULT_MODEL})")
     common.add_argument("--data", help=f"data file or folder, or a demo task: {', '.join(DEMOS)}")
-    common.add_argument("--field-map", type=json.loads,
+    common.add_argument("--field-map", type=_json_object,
                         help='JSON {template field: column}, e.g. \'{"sentence": "text"}\'')
     common.add_argument("--label-field", help="column holding the label (default: detected)")
     common.add_argument("--verbalizer", action="append", help='JSON label → word(s), e.g. \'{"0":"bad","1":"good"}\'')
@@ -65,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
 
     disc = sub.add_parser("discover", parents=[common], help="search for a prompt and write a run directory")
     disc.add_argument("--searcher", default="manual", choices=sorted(SEARCHERS))
-    disc.add_argument("--config", type=json.loads, default={}, help="JSON of searcher options")
+    disc.add_argument("--config", type=_json_object, default={}, help="JSON of searcher options")
     disc.add_argument("--iterations", type=int, help="budget: searcher steps")
     disc.add_argument("--forward-passes", type=int, help="budget: sequences run by the evaluator")
     disc.add_argument("--seconds", type=float, help="budget: wall-clock seconds")
@@ -110,7 +142,7 @@ def _discover(args: argparse.Namespace) -> int:
     task = _task(args)
     config = dict(args.config)
     templates = [unescape_cli(t) for t in args.template or []]
-    verbalizers = [json.loads(v) for v in args.verbalizer or []]
+    verbalizers = [_verbalizer_spec(v) for v in args.verbalizer or []]
     if args.data is None or args.data in DEMOS:
         defaults = demo.CAPITAL_TEMPLATES if task.kind == "fact" else demo.DEMO_TEMPLATES
         templates = templates or list(defaults)
@@ -119,13 +151,14 @@ def _discover(args: argparse.Namespace) -> int:
         config.setdefault("templates", templates)
     if verbalizers:
         config.setdefault("verbalizers", verbalizers)
+    _check_options(args.searcher, config)
     try:
         searcher = SEARCHERS[args.searcher](seed=args.seed, **config)
     except TypeError as error:
         raise DataError(f"bad option for searcher {args.searcher!r}: {error}; see its docstring") from None
+    budget = Budget(args.iterations, args.forward_passes, args.seconds)  # refused before the model loads
     lm = load_model(args.model, device=args.device)
     evaluator = Evaluator(lm, dtype=args.dtype, fact_match=args.fact_match)
-    budget = Budget(args.iterations, args.forward_passes, args.seconds)
     started = time.perf_counter()
     result = searcher.search(task, lm, budget=budget, evaluator=evaluator, run_dir=args.out, resume=args.resume)
     print(f"best prompt: {result.prompt.render(lm.decode)!r}")
@@ -136,6 +169,33 @@ def _discover(args: argparse.Namespace) -> int:
                "steps": len(result.history), "seconds": round(time.perf_counter() - started, 2)}
     _emit(summary, args.output_json)
     return 0
+
+
+def _verbalizer_spec(text: str) -> dict[str, Any]:
+    """A --verbalizer value as a dict, refused with a VerbalizerError when it is not one."""
+    Verbalizer.parse(text)
+    return json.loads(text)
+
+
+def _check_options(name: str, config: dict[str, Any]) -> None:
+    """Refuse unknown or missing searcher options, naming the ones the searcher takes."""
+    parameters = inspect.signature(SEARCHERS[name].__init__).parameters
+    accepted = [p for p in parameters if p not in ("self", "seed")
+                and parameters[p].kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
+    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    if "seed" in config:
+        raise DataError("give the seed with --seed, not inside --config")
+    if unknown := sorted(set(config) - set(accepted)):
+        raise DataError(
+            f"unknown option(s) {', '.join(unknown)} for searcher {name!r} in --config: "
+            f"it takes {', '.join(accepted) or 'no options'}; fix the spelling or drop them"
+        )
+    required = [p for p in accepted if parameters[p].default is inspect.Parameter.empty and p not in config]
+    if required:
+        flags = {"templates": "--template", "verbalizers": "--verbalizer"}
+        how = ", ".join(f"{p} ({flags[p]})" if p in flags else p for p in required)
+        raise DataError(f"searcher {name!r} needs {how}: pass it on the command line or in --config")
 
 
 def _emit(data: dict[str, Any], path: Path | None) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from . import metrics
-from .batching import Queries, Row, run_queries
+from .batching import Normalize, Queries, Row, run_queries
 from .encoding import Encoded, PromptEncoder, check_examples
 from .errors import DataError
 from .models.language_model import LanguageModel
@@ -54,18 +54,43 @@ class ScoreTable:
             out["p_at_1"] = out["greedy_match"]
         return out
 
+    @staticmethod
+    def concat(parts: Sequence[ScoreTable]) -> ScoreTable:
+        """Join tables of the same prompts over consecutive example chunks."""
+        def cat(name: str) -> np.ndarray | None:
+            arrays = [getattr(p, name) for p in parts]
+            return None if arrays[0] is None else np.concatenate(arrays, axis=1)
+
+        first = parts[0]
+        return ScoreTable(first.kind, first.labels, np.concatenate([p.gold for p in parts]), scores=cat("scores"),
+                          rank=cat("rank"), gold_logprob=cat("gold_logprob"), greedy=cat("greedy"),
+                          fact_match=first.fact_match)
+
     def predictions(self, candidate: int = 0) -> list[str]:
         """Predicted labels of one prompt (classification only)."""
         return [self.labels[i] for i in self.scores[candidate].argmax(axis=1)]
 
 
 @dataclass
+class Ranking:
+    """Result of :meth:`Evaluator.rank`: survivors best-first, their final scores, every rung."""
+
+    order: list[int]
+    scores: list[float]
+    rungs: list[dict]
+
+
+@dataclass
 class Evaluator:
     """Batched scoring of prompts on examples with one model.
 
-    ``dtype`` selects the scoring precision (fp32 is the reference; bf16 is faster on recent CPUs
-    and GPUs). ``candidate_ids`` restricts fact ranking to a vocabulary (e.g. LAMA's common vocab);
-    by default the gold object competes with the whole vocabulary.
+    ``dtype`` selects the scoring precision (fp32 is the reference; bf16 pays off only where the
+    hardware has bf16 matrix units — measure it, see ``benchmarks/perf_evaluator.py``).
+    ``candidate_ids`` restricts fact ranking to a vocabulary (e.g. LAMA's common vocab); by default
+    the gold object competes with the whole vocabulary. ``reuse_prefix`` (causal LMs) runs a prefix
+    shared by several candidates on the same example once. ``normalize="labels"`` scores label
+    words by a softmax over the label words only (cheaper; classification only).
+    ``chunk_pairs`` bounds memory: pairs are planned and scored that many at a time.
     """
 
     model: LanguageModel
@@ -73,6 +98,9 @@ class Evaluator:
     batch_tokens: int | None = None
     candidate_ids: Sequence[int] | None = None
     fact_match: FactMatch = "first-token"
+    reuse_prefix: bool = True
+    normalize: Normalize = "vocab"
+    chunk_pairs: int = 16384
     progress: bool = False
     forward_rows: int = field(default=0, init=False)
     forward_tokens: int = field(default=0, init=False)
@@ -91,19 +119,53 @@ class Evaluator:
             raise DataError(f"no examples to score for task {task.name!r}: give a non-empty split")
         check_examples(examples, task)
         prompts = [self.encoder.validate(p, task) for p in prompts]
+        step = max(1, self.chunk_pairs // len(prompts))
+        parts = [self._score_chunk(prompts, examples[i : i + step], task) for i in range(0, len(examples), step)]
+        return parts[0] if len(parts) == 1 else ScoreTable.concat(parts)
+
+    def _score_chunk(self, prompts: Sequence[Prompt], examples: Sequence[Example], task: Task) -> ScoreTable:
         plan = _Plan(self.encoder, self.model.is_causal, self.model.mask_id)
         for c, prompt in enumerate(prompts):
-            for example in examples:
-                plan.add(c, prompt, example, task)
+            for e, example in enumerate(examples):
+                plan.add(c, e, prompt, example, task)
         cand = None if self.candidate_ids is None else torch.as_tensor(list(self.candidate_ids), device=self._lm.device)
         answers = run_queries(
             self._lm, plan.rows, plan.queries, [p.soft for p in prompts],
-            want_rank=task.kind == "fact", candidate_ids=cand,
-            batch_tokens=self.batch_tokens, progress=self.progress,
+            groups=plan.groups if self.reuse_prefix else None, want_rank=task.kind == "fact",
+            normalize=self.normalize, candidate_ids=cand, batch_tokens=self.batch_tokens, progress=self.progress,
         )
         self.forward_rows += len(plan.rows)
         self.forward_tokens += sum(len(r.ids) for r in plan.rows)
         return plan.table(answers, prompts, examples, task, self.fact_match)
+
+    def rank(
+        self,
+        prompts: Sequence[Prompt],
+        examples: Sequence[Example],
+        task: Task,
+        *,
+        keep: float = 0.5,
+        rungs: int = 3,
+    ) -> Ranking:
+        """Successive halving: score all candidates on a slice, keep the top ``keep`` fraction,
+        double the slice, repeat; the last rung uses every example.
+
+        Most candidates are dropped after a few examples, so ranking C candidates costs far less
+        than C full evaluations. Returns the survivors best-first and every rung's scores.
+        """
+        if not 0 < keep < 1 or rungs < 1:
+            raise ValueError(f"need 0 < keep < 1 and rungs >= 1, got keep={keep}, rungs={rungs}")
+        alive = list(range(len(prompts)))
+        history: list[dict] = []
+        for rung in range(rungs):
+            n = len(examples) if rung == rungs - 1 else max(1, len(examples) >> (rungs - 1 - rung))
+            table = self.score([prompts[i] for i in alive], examples[:n], task)
+            scores = [metrics.selection_score(table.metrics(j), task.kind) for j in range(len(alive))]
+            history.append({"rung": rung, "examples": n, "candidates": list(alive), "scores": scores})
+            order = sorted(range(len(alive)), key=lambda j: (-scores[j], alive[j]))
+            survivors = len(alive) if rung == rungs - 1 else max(1, int(np.ceil(len(alive) * keep)))
+            alive = [alive[j] for j in order[:survivors]]
+        return Ranking(alive, history[-1]["scores"], history)
 
 
 class _Plan:
@@ -117,20 +179,23 @@ class _Plan:
     def __init__(self, encoder: PromptEncoder, is_causal: bool, mask_id: int | None) -> None:
         self.encoder, self.is_causal, self.mask_id = encoder, is_causal, mask_id
         self.rows: list[Row] = []
+        self.groups: list[int] = []  # example index of each row: rows of one example may share a prefix
         self.queries = Queries([], [], [])
         self.words: list[list[list[list[int]]]] = []  # pair → label → word → query indices
 
-    def add(self, candidate: int, prompt: Prompt, example: Example, task: Task) -> None:
+    def add(self, candidate: int, example_index: int, prompt: Prompt, example: Example, task: Task) -> None:
         encoded = self.encoder.encode(prompt, example)
         if task.kind == "classification":
             targets = self.encoder.label_word_ids(prompt, encoded)
         else:
             targets = [[self.encoder.word_ids(str(example.label), encoded.text_before)]]
+        self._example = example_index
         self.words.append(self._causal(candidate, encoded, targets) if self.is_causal
                           else self._masked(candidate, encoded, targets))
 
     def _row(self, ids: tuple[int, ...], candidate: int, soft: list[tuple[int, int]]) -> int:
         self.rows.append(Row(ids, tuple((pos, candidate, k) for pos, k in soft)))
+        self.groups.append(self._example)
         return len(self.rows) - 1
 
     def _causal(self, c: int, enc: Encoded, targets: list[list[tuple[int, ...]]]) -> list[list[list[int]]]:

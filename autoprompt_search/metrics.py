@@ -57,3 +57,13 @@ def fact_metrics(rank: np.ndarray, gold_logprob: np.ndarray, greedy: np.ndarray 
     if greedy is not None:
         out["greedy_match"] = float(np.mean(greedy)) if len(greedy) else float("nan")
     return out
+
+
+def primary_metric(kind: str) -> str:
+    """The metric a search maximises: accuracy for classification, P@1 for facts."""
+    return "accuracy" if kind == "classification" else "p_at_1"
+
+
+def selection_score(metrics: dict[str, float], kind: str) -> float:
+    """Primary metric, ties broken by mean gold log-prob (accuracy alone ties constantly)."""
+    return float(metrics[primary_metric(kind)]) + 1e-6 * float(np.tanh(metrics["gold_logprob"] / 100.0))

@@ -110,7 +110,9 @@ class Prompt:
             verbalizer = Verbalizer.from_json(data["verbalizer"]) if data.get("verbalizer") else None
             model = ModelSignature(**data["model"]) if data.get("model") else None
             triggers = tuple(int(i) for i in data.get("trigger_ids") or ())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        except (OSError, KeyError, TypeError, ValueError, OverflowError, RecursionError) as error:
+            # ValueError covers JSONDecodeError, UnicodeDecodeError and template/verbalizer errors;
+            # OverflowError an "Infinity" trigger id; RecursionError absurdly nested JSON.
             raise PromptFileError(
                 f"{path} is not a valid prompt file ({type(error).__name__}: {error}); it may be truncated or "
                 "hand-edited: restore it from the run directory or run the search again"
@@ -118,9 +120,15 @@ class Prompt:
         soft = _load_soft(path.parent / TENSOR_NAME, data.get("soft")) if data.get("soft") else None
         prompt = cls(template, verbalizer, triggers, soft, model)
         if len(triggers) not in (0, template.n_triggers):
-            raise PromptFileError(f"{path}: {len(triggers)} trigger ids for {template.n_triggers} [T] slots")
+            raise PromptFileError(
+                f"{path} has {len(triggers)} trigger ids for {template.n_triggers} [T] slots: give one id per slot "
+                "(or none), or restore the file from the run directory"
+            )
         if soft is not None and soft.shape[0] != template.n_soft:
-            raise PromptFileError(f"{path}: {soft.shape[0]} soft vectors for {template.n_soft} [V] slots")
+            raise PromptFileError(
+                f"{path} has {soft.shape[0]} soft vectors for {template.n_soft} [V] slots: the template and "
+                f"{TENSOR_NAME} do not belong together; restore both from the same run directory"
+            )
         return prompt
 
 
@@ -147,5 +155,8 @@ def _load_soft(path: Path, meta: Any) -> torch.Tensor:
             "restore it from the run directory or train again"
         )
     if list(soft.shape) != list(meta.get("shape", soft.shape)):
-        raise PromptFileError(f"{path} holds shape {list(soft.shape)} but prompt.json says {meta['shape']}")
+        raise PromptFileError(
+            f"{path} holds shape {list(soft.shape)} but {JSON_NAME} says {meta['shape']}: the two files do not "
+            "belong together; restore both from the same run directory"
+        )
     return soft

@@ -52,10 +52,11 @@ def _json_lines(path: Path) -> Iterator[NumberedRecord]:
                 continue
             try:
                 record = json.loads(text)
-            except json.JSONDecodeError as exc:
+            except (ValueError, RecursionError) as exc:  # JSONDecodeError, over-long integers, deep nesting
                 hint = " (a JSON array is not supported)" if text.lstrip().startswith("[") else ""
+                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else exc
                 raise DataError(
-                    f"{path}, line {number}: not valid JSON ({exc.msg}){hint}; "
+                    f"{path}, line {number}: not valid JSON ({reason}){hint}; "
                     "each line must hold exactly one JSON object (JSON lines)"
                 ) from None
             if not isinstance(record, dict):
@@ -107,7 +108,8 @@ def _numbered_rows(
                 yield number, row
     except csv.Error as exc:
         raise DataError(
-            f"{path}, line {start}: malformed row ({exc}); fix the quoting on that line"
+            f"{path}, line {start}: malformed row ({exc}); fix the quoting on that line (a quote left open "
+            "runs on to the end of the file)"
         ) from None
 
 

@@ -124,7 +124,9 @@ class Template:
 def parse_template(source: str) -> Template:
     """Parse ``source`` into a :class:`Template`, or raise :class:`TemplateError` saying where."""
     if not isinstance(source, str):
-        raise TemplateError(f"a template must be a string, got {type(source).__name__}")
+        raise TemplateError(
+            f"a template must be a string, got {type(source).__name__}: pass text like 'Review: {{sentence}} It was[P]'"
+        )
     segments: list[Segment] = []
     literal: list[str] = []
     i = 0

@@ -47,9 +47,10 @@ class Verbalizer:
         if isinstance(spec, str):
             try:
                 spec = json.loads(spec)
-            except json.JSONDecodeError as error:
+            except (ValueError, RecursionError) as error:  # JSONDecodeError, over-long integers, deep nesting
+                detail = f"{error.msg} at column {error.colno}" if isinstance(error, json.JSONDecodeError) else error
                 raise VerbalizerError(
-                    f"the verbalizer is not valid JSON ({error.msg} at column {error.colno}): "
+                    f"the verbalizer is not valid JSON ({detail}): "
                     'write it like \'{"0": "negative", "1": "positive"}\''
                 ) from None
         if not isinstance(spec, Mapping):

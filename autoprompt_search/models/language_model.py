@@ -9,6 +9,7 @@ layer runs at answer positions only, never over the whole sequence.
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,14 +112,39 @@ class LanguageModel:
         *,
         input_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        past_key_values: Any = None,
+        position_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Final hidden states ``(B, T, H)`` (after the last norm), without any vocabulary logits."""
-        out = self.model.base_model(
-            input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False
-        ) if self.is_causal else self.model.base_model(
-            input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask
-        )
-        return out[0]
+        """Final hidden states ``(B, T, H)`` (after the last norm), without any vocabulary logits.
+
+        ``attention_mask`` covers the cached positions too when ``past_key_values`` is given.
+        """
+        kwargs: dict[str, Any] = {"input_ids": input_ids, "inputs_embeds": inputs_embeds,
+                                  "attention_mask": attention_mask}
+        if self.is_causal:
+            kwargs.update({"use_cache": past_key_values is not None, self._cache_argument(): past_key_values,
+                           "position_ids": position_ids})
+        return self.model.base_model(**kwargs)[0]
+
+    def _cache_argument(self) -> str:
+        """transformers renamed ``past_key_values`` to ``cache`` (5.x); use whichever this version takes."""
+        parameters = inspect.signature(self.model.base_model.forward).parameters
+        return "cache" if "cache" in parameters else "past_key_values"
+
+    def prefix_cache(self, attention_mask: torch.Tensor, input_ids: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+        """Per-layer ``(keys, values)``, each ``(B, kv_heads, T, head_dim)``, of a causal LM's prefix."""
+        out = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True)
+        cache = out.get("cache") or out.get("past_key_values")
+        return [(layer.keys, layer.values) for layer in cache.layers]
+
+    def gather_cache(self, kv: list[tuple[torch.Tensor, ...]], index: torch.Tensor) -> Any:
+        """A fresh cache holding rows ``index`` of ``kv`` (a forward pass appends to it in place)."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        for layer, (keys, values) in enumerate(kv):
+            cache.update(keys.index_select(0, index), values.index_select(0, index), layer)
+        return cache
 
     def vocab_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits ``(N, V)`` for selected hidden states ``(N, H)``, in float32."""
@@ -129,8 +155,27 @@ class LanguageModel:
             logits = torch.tanh(logits / cap) * cap
         return logits
 
+    def token_logits(self, hidden: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, K)`` of only ``tokens`` (K ids) for hidden states ``(N, H)``, in float32.
+
+        Causal LMs multiply by just those rows of the output layer; a masked LM's head has a
+        transform before its decoder, so it is run whole and the columns are picked.
+        """
+        head = _head(self.model, self.is_causal)
+        if not self.is_causal or not isinstance(head, nn.Linear):
+            return self.vocab_logits(hidden)[:, tokens]
+        weight = head.weight.index_select(0, tokens)
+        logits = hidden @ weight.T
+        if head.bias is not None:
+            logits = logits + head.bias.index_select(0, tokens)
+        logits = logits.float()
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        return torch.tanh(logits / cap) * cap if cap else logits
+
     def with_dtype(self, dtype: str | torch.dtype) -> LanguageModel:
         """This model in another precision (a cached converted copy; fp32 stays the reference)."""
+        if isinstance(dtype, str) and dtype not in DTYPES:
+            raise ModelError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
         target = DTYPES[dtype] if isinstance(dtype, str) else dtype
         if target == self.dtype:
             return self

@@ -15,9 +15,18 @@ def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` picks CUDA when present; nothing here assumes or excludes a GPU."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ModelError(f"unknown --device {device!r}: use auto, cpu or cuda[:N]") from None
+    if target.type == "cuda" and not torch.cuda.is_available():
         raise ModelError(f"--device {device} was asked for but no CUDA GPU is visible; use --device cpu or auto")
-    return torch.device(device)
+    if target.type == "cuda" and target.index is not None and target.index >= torch.cuda.device_count():
+        raise ModelError(
+            f"--device {device} was asked for but only {torch.cuda.device_count()} CUDA GPU(s) are visible: "
+            f"use --device cuda:0 .. cuda:{torch.cuda.device_count() - 1}, or auto"
+        )
+    return target
 
 
 def load_model(name_or_path: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "float32") -> LanguageModel:
@@ -37,16 +46,37 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, device: str = "auto", dtype
     target = resolve_device(device)
     check_dtype_supported(DTYPES[dtype], target)
     source = str(converted_dir()) if name_or_path == DEFAULT_MODEL else name_or_path
+    if not Path(source).exists() and _looks_like_path(source):
+        raise ModelError(
+            f"cannot load model {name_or_path!r}: there is no folder at {source}; give an existing folder written "
+            f"by save_pretrained (config.json, weights, tokenizer files), or {DEFAULT_MODEL!r} for the embedded model"
+        )
+    from safetensors import SafetensorError
+
     try:
-        config = AutoConfig.from_pretrained(source)
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        # local_files_only: nothing can be downloaded here, so an unknown hub id fails at once instead of
+        # retrying the network; hub ids still load from the local hub cache.
+        config = AutoConfig.from_pretrained(source, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
         archs = " ".join(config.architectures or [])
         auto = AutoModelForMaskedLM if "MaskedLM" in archs or "ForPreTraining" in archs else AutoModelForCausalLM
-        model = auto.from_pretrained(source, dtype=DTYPES[dtype])
-    except (OSError, ValueError) as error:
-        hint = "check the path" if Path(source).exists() else (
+        model = auto.from_pretrained(source, dtype=DTYPES[dtype], local_files_only=True)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as error:
+        # RuntimeError: weights that do not fit the config; SafetensorError: corrupt or truncated weights.
+        hint = (
+            "the folder must hold config.json, the weights (*.safetensors) and the tokenizer files as "
+            "save_pretrained writes them: re-save or re-copy the model"
+        ) if Path(source).exists() else (
             f"give a local model folder, or {DEFAULT_MODEL!r} for the embedded model "
             "(nothing can be downloaded here)"
         )
-        raise ModelError(f"cannot load model {name_or_path!r}: {error}; {hint}") from error
+        detail = " ".join(str(error).split())  # transformers' messages span lines; an error is one line
+        if not Path(source).exists() and isinstance(error, OSError):
+            detail = "not a local folder, and not in the local Hugging Face cache"
+        raise ModelError(f"cannot load model {name_or_path!r} ({type(error).__name__}: {detail}); {hint}") from error
     return LanguageModel.wrap(model.to(target), tokenizer, name=name_or_path)
+
+
+def _looks_like_path(name: str) -> bool:
+    """A name that can only be a folder (a hub id is ``name`` or ``namespace/name``)."""
+    return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1 or Path(name).is_absolute()

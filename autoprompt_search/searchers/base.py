@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import BudgetError, DataError
+from ..errors import AutopromptError, BudgetError, DataError, PromptFileError
 from ..evaluator import Evaluator
 from ..models.language_model import LanguageModel
 from ..prompt import ModelSignature, Prompt
@@ -122,15 +122,6 @@ class SearchResult:
         }
 
 
-def primary_metric(task: Task) -> str:
-    return "accuracy" if task.kind == "classification" else "p_at_1"
-
-
-def selection_score(metrics: dict[str, float], task: Task) -> float:
-    """Primary metric, ties broken by mean gold log-prob (accuracy alone ties constantly)."""
-    return float(metrics[primary_metric(task)]) + 1e-6 * float(np.tanh(metrics["gold_logprob"] / 100.0))
-
-
 class Searcher(ABC):
     """Base class: configuration in the constructor, all work in :meth:`search`."""
 
@@ -188,8 +179,9 @@ class Searcher(ABC):
         select_split = "dev" if task.has_split("dev") else "train"
         if not task.has_split(select_split):
             raise DataError(
-                f"task {task.name!r} has no train or dev split to search on (it has {sorted(task.splits)}); "
-                "search needs labelled train/dev data and never selects on test"
+                f"task {task.name!r} has no train or dev split to search on (it has {sorted(task.splits)}), and a "
+                "search never selects on test: give a folder with train/dev files (train.tsv, dev.tsv), or a file "
+                "whose 'split' column marks train/dev rows (a single file without one is all test)"
             )
         train = task.split("train") if task.has_split("train") else task.split(select_split)
         ctx = SearchContext(task, model, evaluator, np.random.default_rng(self.seed), train,
@@ -200,11 +192,20 @@ class Searcher(ABC):
         checkpoint = run.load_checkpoint() if run and resume else None
         if checkpoint is not None:
             state, tensors = checkpoint
-            ctx.rng.bit_generator.state = state["rng"]
+            run.check_same_search(self.name, self.config())
+            try:
+                ctx.rng.bit_generator.state = state["rng"]
+                self.load_state_dict(state["searcher"], tensors, ctx)
+                history = run.history(state["steps"])
+            except AutopromptError:
+                raise
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+                raise PromptFileError(
+                    f"the checkpoint in {run.checkpoint} does not fit this {self.name!r} search "
+                    f"({type(error).__name__}: {error}): start the search without --resume"
+                ) from None
             steps, spent = state["steps"], state["seconds"]
             forward0 -= state["forward_passes"]
-            history = run.history(steps)
-            self.load_state_dict(state["searcher"], tensors, ctx)
         else:
             if run:
                 run.start(self.name, self.config(), task, model, budget)

@@ -13,8 +13,9 @@ from typing import Any
 import torch
 
 from ..errors import TemplateError
+from ..metrics import selection_score
 from ..prompt import Prompt
-from .base import SearchContext, Searcher, Step, register, selection_score
+from .base import SearchContext, Searcher, Step, register
 
 
 @register
@@ -58,7 +59,7 @@ class ManualSearcher(Searcher):
         table = ctx.evaluator.score(chunk, ctx.select, ctx.task)
         scores = {}
         for offset in range(len(chunk)):
-            score = selection_score(table.metrics(offset), ctx.task)
+            score = selection_score(table.metrics(offset), ctx.task.kind)
             scores[f"candidate_{self._next + offset}"] = score
             if score > self._best[1]:
                 self._best = (self._next + offset, score)
