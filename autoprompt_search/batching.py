@@ -19,9 +19,21 @@ from tqdm.auto import tqdm
 
 from .models.language_model import LanguageModel
 
-#: Tokens per batch by device type: enough to keep the matmuls busy, small enough for 2 CPU cores.
-DEFAULT_BATCH_TOKENS = {"cpu": 8192, "cuda": 65536}
+#: Tokens per batch on a CPU: enough to keep the matmuls busy; more only adds memory traffic.
+CPU_BATCH_TOKENS = 8192
 MAX_ROWS = 512
+
+
+def default_batch_tokens(lm: LanguageModel) -> int:
+    """Tokens per batch: fixed on CPU; on a GPU, half the free memory over an estimate of the
+    activation bytes one token needs in one layer (out-of-memory still backs off by halving)."""
+    if lm.device.type != "cuda":
+        return CPU_BATCH_TOKENS
+    free, _ = torch.cuda.mem_get_info(lm.device)
+    config = lm.model.config
+    width = getattr(config, "intermediate_size", None) or 4 * lm.hidden_size
+    per_token = 2 * torch.finfo(lm.dtype).bits // 8 * (8 * lm.hidden_size + 3 * width)
+    return int(max(CPU_BATCH_TOKENS, min(2**20, free // 2 // per_token)))
 
 #: "vocab": log-softmax over the whole vocabulary (true log-probs; ranks; multi-token words).
 #: "labels": only the queried tokens' rows of the output layer, log-softmax among them (LM-BFF's
@@ -127,7 +139,7 @@ def run_queries(
     starts = np.searchsorted(q_row[by_row], np.arange(len(rows) + 1))
     queries_of = [by_row[starts[r] : starts[r + 1]] for r in range(len(rows))]
     tables = [t.to(lm.device, lm.dtype) if t is not None else None for t in soft_tables]
-    budget = batch_tokens or DEFAULT_BATCH_TOKENS.get(lm.device.type, 8192)
+    budget = batch_tokens or default_batch_tokens(lm)
     bar = tqdm(total=len(rows), desc="scoring", unit="seq", disable=not progress, leave=False)
     plain = list(range(len(rows)))
     if groups is not None and lm.is_causal:

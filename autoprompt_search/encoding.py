@@ -31,7 +31,8 @@ class Encoded:
     """Token ids before and after the answer slot, and where soft vectors go.
 
     ``soft_before``/``soft_after`` hold ``(offset, soft index)`` pairs relative to ``before`` and
-    ``after``; ``text_before`` is the text right before the slot (it decides label-word spacing).
+    ``after``; ``trigger_before``/``trigger_after`` the offsets of the trigger tokens, in trigger
+    order; ``text_before`` is the text right before the slot (it decides label-word spacing).
     """
 
     before: tuple[int, ...]
@@ -39,6 +40,8 @@ class Encoded:
     soft_before: tuple[tuple[int, int], ...]
     soft_after: tuple[tuple[int, int], ...]
     text_before: str
+    trigger_before: tuple[int, ...] = ()
+    trigger_after: tuple[int, ...] = ()
 
 
 class PromptEncoder:
@@ -137,6 +140,7 @@ class PromptEncoder:
     def _encode(self, prompt: Prompt, values: dict[str, str]) -> Encoded:
         parts: list[list[int]] = [list(self.lm.prefix_ids), []]
         softs: list[list[tuple[int, int]]] = [[], []]
+        triggers: list[list[int]] = [[], []]
         side, buffer, soft_index, trigger_index, text_before = 0, "", 0, 0, ""
         for segment in prompt.template.segments:
             if isinstance(segment, Text):
@@ -150,6 +154,7 @@ class PromptEncoder:
                 parts[side].extend(self.tokenize(buffer))
                 buffer = ""
                 if isinstance(segment, Trigger):
+                    triggers[side].extend(range(len(parts[side]), len(parts[side]) + segment.count))
                     parts[side].extend(prompt.trigger_ids[trigger_index : trigger_index + segment.count])
                     trigger_index += segment.count
                 elif isinstance(segment, Soft):
@@ -161,7 +166,8 @@ class PromptEncoder:
                     side = 1
         parts[1].extend(self.tokenize(buffer if not self.lm.is_causal else ""))
         parts[1].extend(self.lm.suffix_ids)
-        return Encoded(tuple(parts[0]), tuple(parts[1]), tuple(softs[0]), tuple(softs[1]), text_before)
+        return Encoded(tuple(parts[0]), tuple(parts[1]), tuple(softs[0]), tuple(softs[1]), text_before,
+                       tuple(triggers[0]), tuple(triggers[1]))
 
 
 def check_examples(examples: Sequence[Example], task: Task) -> None:

@@ -71,7 +71,7 @@ def k_shot(examples: Sequence[Example], k: int, *, seed: int, per_label: bool = 
     With ``per_label=False`` (fact tasks, whose labels are open-ended) ``k`` examples in total.
     """
     if k <= 0:
-        raise DataError(f"k-shot size must be positive, got {k}")
+        raise DataError(f"k-shot size must be positive, got {k}: give k >= 1 (examples per label)")
     rng = random.Random(seed)
     by_label: dict[str | None, list[Example]] = {}
     for example in examples:

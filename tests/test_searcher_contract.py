@@ -19,6 +19,11 @@ CONFIGS: dict[str, Callable[[int], Searcher]] = {
     "manual": lambda seed: SEARCHERS["manual"](
         templates=["{sentence} It was[P]", "Review: {sentence}\nSentiment:[P]", "{sentence}\nIn short:[P]"],
         verbalizers=[VERBALIZER, {"0": "terrible", "1": "great"}], per_step=2, seed=seed),
+    "autoprompt": lambda seed: SEARCHERS["autoprompt"](
+        templates=["{sentence} [T*2] It was[P]"], verbalizers=[VERBALIZER], num_cand=5, batch_size=4,
+        iterations=3, seed=seed),
+    "label-search": lambda seed: SEARCHERS["label-search"](
+        templates=["{sentence} It was[P]"], top_k=3, finalists=6, per_step=2, seed=seed),
 }
 
 

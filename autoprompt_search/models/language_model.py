@@ -39,6 +39,8 @@ class LanguageModel:
     pad_id: int
     mask_id: int | None
     _dtype_copies: dict[torch.dtype, LanguageModel] = field(default_factory=dict, repr=False)
+    #: Per-model results worth computing once (e.g. the clean-token mask of :mod:`vocabulary`).
+    memo: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def wrap(cls, model: Any, tokenizer: Any, *, name: str | None = None) -> LanguageModel:

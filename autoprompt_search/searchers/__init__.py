@@ -1,9 +1,11 @@
 """Searchers: every strategy behind one interface, registered by name."""
 
+from .autoprompt import AutoPromptSearcher
 from .base import SEARCHERS, Budget, SearchContext, Searcher, SearchResult, Step, StepRecord, register
+from .labels import LabelSearcher
 from .manual import ManualSearcher
 
 __all__ = [
-    "SEARCHERS", "Budget", "ManualSearcher", "SearchContext", "SearchResult", "Searcher", "Step", "StepRecord",
-    "register",
+    "SEARCHERS", "AutoPromptSearcher", "Budget", "LabelSearcher", "ManualSearcher", "SearchContext",
+    "SearchResult", "Searcher", "Step", "StepRecord", "register",
 ]

@@ -1,0 +1,156 @@
+"""Automatic label-word search (LM-BFF, Gao et al., 2021, "Making Pre-trained Language Models
+Better Few-shot Learners", section 5.1).
+
+For each class, the ``top_k`` vocabulary tokens with the highest mean log-prob at ``[P]`` over that
+class's training examples are its candidate words. Assignments (one word per class, no word
+shared) are ranked by training accuracy — read off the same log-prob table, so this costs no
+further forward passes — and the best ``finalists`` are scored on the selection split through
+the Evaluator, in chunks of ``per_step``. The result is a verbalizer a person can read and reuse,
+and it can run before a trigger search.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..differentiable import answer_log_probs
+from ..errors import TemplateError
+from ..metrics import selection_score
+from ..prompt import Prompt
+from ..template import parse_template
+from ..vocabulary import clean_token_mask
+from .base import SearchContext, Searcher, Step, register
+
+#: Above this many assignments, a beam over classes replaces exhaustive enumeration.
+EXHAUSTIVE_LIMIT = 20_000
+
+
+@register
+class LabelSearcher(Searcher):
+    """LM-BFF's label-word search for one template (classification tasks)."""
+
+    name = "label-search"
+
+    def __init__(
+        self,
+        *,
+        templates: list[str] | None = None,
+        verbalizers: list[Mapping[str, Any] | None] | None = None,
+        top_k: int = 10,
+        max_examples: int = 512,
+        finalists: int = 16,
+        per_step: int = 8,
+        allow_capitalized: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(seed=seed)
+        self.template = (templates or ["{sentence} It was[P]"])[0]
+        self.verbalizers = list(verbalizers or [])
+        self.top_k, self.max_examples, self.finalists, self.per_step = top_k, max_examples, finalists, per_step
+        self.allow_capitalized = allow_capitalized
+        self._candidates: list[dict[str, str]] = []
+        self._next = 0
+        self._best: tuple[int, float] = (-1, float("-inf"))
+
+    def config(self) -> dict[str, Any]:
+        return {"templates": [self.template], "verbalizers": self.verbalizers, "top_k": self.top_k,
+                "max_examples": self.max_examples, "finalists": self.finalists, "per_step": self.per_step,
+                "allow_capitalized": self.allow_capitalized, "seed": self.seed}
+
+    def expected_steps(self) -> int:
+        return -(-(self.finalists + len(self.verbalizers)) // self.per_step)
+
+    def start(self, ctx: SearchContext) -> None:
+        if ctx.task.kind != "classification":
+            raise TemplateError("label-word search needs a classification task; fact tasks have no label words")
+        template = parse_template(self.template)
+        if template.n_triggers or template.n_soft:
+            raise TemplateError(f"label search scores a plain template; {self.template!r} has [T]/[V] slots: drop them")
+        encoder = ctx.evaluator.encoder
+        examples = self._sample(ctx)
+        prompt = Prompt(template)
+        log_probs = answer_log_probs(encoder, prompt, examples).numpy()  # (E, V)
+        text_before = encoder.encode(prompt, examples[0]).text_before
+        gold = np.array([ctx.task.labels.index(e.label) for e in examples])
+        usable = clean_token_mask(ctx.model, word_start=False, allow_capitalized=self.allow_capitalized)
+        words: list[list[int]] = []
+        for c in range(len(ctx.task.labels)):
+            mean = np.where(usable, log_probs[gold == c].mean(axis=0), -np.inf)
+            words.append(self._top_words(ctx, mean, text_before))
+        assignments = _rank_assignments(log_probs, gold, words)[: self.finalists]
+        decode = ctx.model.decode
+        given = [{str(k): v for k, v in m.items()} for m in self.verbalizers if m]
+        self._candidates = given + [
+            {label: decode([t]).strip() for label, t in zip(ctx.task.labels, combo, strict=True)}
+            for combo in assignments
+        ]
+
+    def step(self, ctx: SearchContext) -> Step | None:
+        chunk = self._candidates[self._next : self._next + self.per_step]
+        if not chunk:
+            return None
+        table = ctx.evaluator.score([Prompt.build(self.template, v) for v in chunk], ctx.select, ctx.task)
+        scores = {}
+        for offset, verbalizer in enumerate(chunk):
+            score = selection_score(table.metrics(offset), ctx.task.kind)
+            scores["/".join(verbalizer.values())] = score
+            if score > self._best[1]:
+                self._best = (self._next + offset, score)
+        self._next += len(chunk)
+        return Step(scores, note=f"scored label-word sets {self._next - len(chunk)}..{self._next - 1}")
+
+    @property
+    def best(self) -> tuple[Prompt, float]:
+        return Prompt.build(self.template, self._candidates[max(self._best[0], 0)]), self._best[1]
+
+    def state_dict(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        return {"candidates": self._candidates, "next": self._next, "best": list(self._best)}, {}
+
+    def load_state_dict(self, state: dict[str, Any], tensors: dict[str, torch.Tensor], ctx: SearchContext) -> None:
+        self._candidates = state["candidates"]
+        self._next = state["next"]
+        self._best = (int(state["best"][0]), float(state["best"][1]))
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _sample(self, ctx: SearchContext) -> list:
+        n = min(self.max_examples, len(ctx.train))
+        return [ctx.train[int(i)] for i in sorted(ctx.rng.choice(len(ctx.train), size=n, replace=False))]
+
+    def _top_words(self, ctx: SearchContext, mean: np.ndarray, text_before: str) -> list[int]:
+        """The ``top_k`` best tokens that the verbalizer maps back to themselves at this slot."""
+        chosen: list[int] = []
+        for token in np.argsort(-mean, kind="stable"):
+            if not np.isfinite(mean[token]) or len(chosen) == self.top_k:
+                break
+            word = ctx.model.decode([int(token)]).strip()
+            if ctx.evaluator.encoder.word_ids(word, text_before) == (int(token),):
+                chosen.append(int(token))
+        return chosen
+
+
+def _rank_assignments(log_probs: np.ndarray, gold: np.ndarray, words: list[list[int]]) -> list[tuple[int, ...]]:
+    """Assignments (one distinct token per class) sorted by training accuracy, then gold log-prob."""
+    def quality(combo: tuple[int, ...]) -> tuple[float, float]:
+        scores = log_probs[:, list(combo)]  # (E, L)
+        normalised = scores - np.logaddexp.reduce(scores, axis=1, keepdims=True)
+        return float(np.mean(scores.argmax(1) == gold)), float(np.mean(normalised[np.arange(len(gold)), gold]))
+
+    if np.prod([len(w) for w in words], dtype=float) <= EXHAUSTIVE_LIMIT:
+        pool = [c for c in itertools.product(*words) if len(set(c)) == len(c)]
+    else:  # beam over classes, scoring partial assignments on the examples of the classes so far
+        pool = [()]
+        for c, options in enumerate(words):
+            grown = [(*p, t) for p in pool for t in options if t not in p]
+            seen = gold <= c
+            grown.sort(key=lambda p: _partial(log_probs[seen], gold[seen], p), reverse=True)
+            pool = grown[:1000]
+    return sorted(pool, key=quality, reverse=True)
+
+
+def _partial(log_probs: np.ndarray, gold: np.ndarray, combo: tuple[int, ...]) -> float:
+    return float(np.mean(log_probs[:, list(combo)].argmax(1) == gold)) if len(gold) else 0.0
