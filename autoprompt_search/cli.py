@@ -143,10 +143,9 @@ def _discover(args: argparse.Namespace) -> int:
     config = dict(args.config)
     templates = [unescape_cli(t) for t in args.template or []]
     verbalizers = [_verbalizer_spec(v) for v in args.verbalizer or []]
-    if args.data is None or args.data in DEMOS:
-        defaults = demo.CAPITAL_TEMPLATES if task.kind == "fact" else demo.DEMO_TEMPLATES
-        templates = templates or list(defaults)
-        verbalizers = verbalizers or ([] if task.kind == "fact" else list(demo.DEMO_VERBALIZERS))
+    if (args.data is None or args.data in DEMOS) and not templates:
+        defaults = demo.demo_config(args.searcher, task.kind)
+        templates, verbalizers = defaults["templates"], verbalizers or defaults.get("verbalizers", [])
     if templates:
         config.setdefault("templates", templates)
     if verbalizers:

@@ -27,3 +27,15 @@ CAPITAL_TEMPLATES = (
     "{sub_label}'s capital city is[P]",
     "Q: What is the capital of {sub_label}?\nA:[P]",
 )
+
+
+def demo_config(searcher: str, kind: str) -> dict:
+    """Templates and label words a searcher starts from on a demo task when the user gives none."""
+    if kind == "fact":
+        triggered = ["The capital of {sub_label} [T*2] is[P]"]
+        return {"templates": list(CAPITAL_TEMPLATES) if searcher == "manual" else triggered}
+    if searcher == "autoprompt":
+        return {"templates": ["Review: {sentence} [T*3]\nSentiment:[P]"], "verbalizers": [DEMO_VERBALIZERS[0]]}
+    if searcher == "label-search":
+        return {"templates": [DEMO_TEMPLATES[0]]}
+    return {"templates": list(DEMO_TEMPLATES), "verbalizers": list(DEMO_VERBALIZERS)}
