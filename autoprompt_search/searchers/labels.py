@@ -16,22 +16,21 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..differentiable import answer_log_probs
 from ..errors import TemplateError
-from ..metrics import selection_score
 from ..prompt import Prompt
 from ..template import parse_template
 from ..vocabulary import clean_token_mask
-from .base import SearchContext, Searcher, Step, register
+from .base import SearchContext, register
+from .pool import PoolSearcher, Spec
 
 #: Above this many assignments, a beam over classes replaces exhaustive enumeration.
 EXHAUSTIVE_LIMIT = 20_000
 
 
 @register
-class LabelSearcher(Searcher):
+class LabelSearcher(PoolSearcher):
     """LM-BFF's label-word search for one template (classification tasks)."""
 
     name = "label-search"
@@ -48,14 +47,11 @@ class LabelSearcher(Searcher):
         allow_capitalized: bool = True,
         seed: int = 0,
     ) -> None:
-        super().__init__(seed=seed)
+        super().__init__(per_step=per_step, seed=seed)
         self.template = (templates or ["{sentence} It was[P]"])[0]
         self.verbalizers = list(verbalizers or [])
-        self.top_k, self.max_examples, self.finalists, self.per_step = top_k, max_examples, finalists, per_step
+        self.top_k, self.max_examples, self.finalists = top_k, max_examples, finalists
         self.allow_capitalized = allow_capitalized
-        self._candidates: list[dict[str, str]] = []
-        self._next = 0
-        self._best: tuple[int, float] = (-1, float("-inf"))
 
     def config(self) -> dict[str, Any]:
         return {"templates": [self.template], "verbalizers": self.verbalizers, "top_k": self.top_k,
@@ -65,7 +61,10 @@ class LabelSearcher(Searcher):
     def expected_steps(self) -> int:
         return -(-(self.finalists + len(self.verbalizers)) // self.per_step)
 
-    def start(self, ctx: SearchContext) -> None:
+    def describe(self, index: int) -> str:
+        return "/".join(str(w) for w in self._pool[index][1].values())
+
+    def build_pool(self, ctx: SearchContext) -> list[Spec]:
         if ctx.task.kind != "classification":
             raise TemplateError("label-word search needs a classification task; fact tasks have no label words")
         template = parse_template(self.template)
@@ -85,36 +84,9 @@ class LabelSearcher(Searcher):
         assignments = _rank_assignments(log_probs, gold, words)[: self.finalists]
         decode = ctx.model.decode
         given = [{str(k): v for k, v in m.items()} for m in self.verbalizers if m]
-        self._candidates = given + [
-            {label: decode([t]).strip() for label, t in zip(ctx.task.labels, combo, strict=True)}
-            for combo in assignments
-        ]
-
-    def step(self, ctx: SearchContext) -> Step | None:
-        chunk = self._candidates[self._next : self._next + self.per_step]
-        if not chunk:
-            return None
-        table = ctx.evaluator.score([Prompt.build(self.template, v) for v in chunk], ctx.select, ctx.task)
-        scores = {}
-        for offset, verbalizer in enumerate(chunk):
-            score = selection_score(table.metrics(offset), ctx.task.kind)
-            scores["/".join(verbalizer.values())] = score
-            if score > self._best[1]:
-                self._best = (self._next + offset, score)
-        self._next += len(chunk)
-        return Step(scores, note=f"scored label-word sets {self._next - len(chunk)}..{self._next - 1}")
-
-    @property
-    def best(self) -> tuple[Prompt, float]:
-        return Prompt.build(self.template, self._candidates[max(self._best[0], 0)]), self._best[1]
-
-    def state_dict(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        return {"candidates": self._candidates, "next": self._next, "best": list(self._best)}, {}
-
-    def load_state_dict(self, state: dict[str, Any], tensors: dict[str, torch.Tensor], ctx: SearchContext) -> None:
-        self._candidates = state["candidates"]
-        self._next = state["next"]
-        self._best = (int(state["best"][0]), float(state["best"][1]))
+        found = [{label: decode([t]).strip() for label, t in zip(ctx.task.labels, combo, strict=True)}
+                 for combo in assignments]
+        return [(self.template, v) for v in given + found]
 
     # --- helpers -------------------------------------------------------------------------------
     def _sample(self, ctx: SearchContext) -> list:
