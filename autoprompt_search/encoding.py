@@ -92,7 +92,10 @@ class PromptEncoder:
             )
         prompt.check_model(self.lm.name, self.lm.vocab_size, self.lm.hidden_size)
         if bad := [i for i in prompt.trigger_ids if not 0 <= i < self.lm.vocab_size]:
-            raise PromptFileError(f"trigger ids {bad} are outside this model's vocabulary of {self.lm.vocab_size}")
+            raise PromptFileError(
+                f"trigger ids {bad} are outside this model's vocabulary of {self.lm.vocab_size}: the prompt was "
+                "made for another model; evaluate it with that model or search again"
+            )
         if task.kind == "classification":
             if prompt.verbalizer is None:
                 raise TemplateError(

@@ -18,7 +18,7 @@ import torch
 from . import metrics
 from .batching import Normalize, Queries, Row, run_queries
 from .encoding import Encoded, PromptEncoder, check_examples
-from .errors import DataError
+from .errors import BudgetError, DataError
 from .models.language_model import LanguageModel
 from .prompt import Prompt
 from .tasks import Example, Task
@@ -154,7 +154,8 @@ class Evaluator:
         than C full evaluations. Returns the survivors best-first and every rung's scores.
         """
         if not 0 < keep < 1 or rungs < 1:
-            raise ValueError(f"need 0 < keep < 1 and rungs >= 1, got keep={keep}, rungs={rungs}")
+            raise BudgetError(f"successive halving needs 0 < keep < 1 and rungs >= 1, got keep={keep}, rungs={rungs}: "
+                              "e.g. keep=0.5, rungs=3")
         alive = list(range(len(prompts)))
         history: list[dict] = []
         for rung in range(rungs):

@@ -60,12 +60,13 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, device: str = "auto", dtype
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
         archs = " ".join(config.architectures or [])
         auto = AutoModelForMaskedLM if "MaskedLM" in archs or "ForPreTraining" in archs else AutoModelForCausalLM
-        model = auto.from_pretrained(source, dtype=DTYPES[dtype], local_files_only=True)
+        # use_safetensors: weights stored as pickles (pytorch_model.bin) are refused, never unpickled.
+        model = auto.from_pretrained(source, dtype=DTYPES[dtype], local_files_only=True, use_safetensors=True)
     except (OSError, ValueError, RuntimeError, SafetensorError) as error:
         # RuntimeError: weights that do not fit the config; SafetensorError: corrupt or truncated weights.
         hint = (
-            "the folder must hold config.json, the weights (*.safetensors) and the tokenizer files as "
-            "save_pretrained writes them: re-save or re-copy the model"
+            "the folder must hold config.json, the weights as *.safetensors (pickled *.bin weights are refused) "
+            "and the tokenizer files as save_pretrained writes them: re-save it with save_pretrained"
         ) if Path(source).exists() else (
             f"give a local model folder, or {DEFAULT_MODEL!r} for the embedded model "
             "(nothing can be downloaded here)"
