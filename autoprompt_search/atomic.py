@@ -31,6 +31,7 @@ def write_with(path: str | Path, writer: Callable[[str], Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; results should be readable like any other
     try:
         writer(tmp)
         with open(tmp, "rb+") as handle:
@@ -39,6 +40,12 @@ def write_with(path: str | Path, writer: Callable[[str], Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def append_line(path: str | Path, line: str) -> None:

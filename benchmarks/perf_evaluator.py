@@ -158,12 +158,12 @@ def candidate_scores(table: ScoreTable) -> list[float]:
 
 
 def length_scaling(lm, task, examples, quick: bool) -> list[dict[str, Any]]:
-    """Seconds vs input length (sentences cut to N words) at 10 candidates, plain and prefix reuse."""
-    prompts = candidates(lm, 4 if quick else 10)
+    """Seconds vs input length (sentences cut to N words), 8 candidates × 16 examples, plain and prefix reuse."""
+    prompts = candidates(lm, 4 if quick else 8)
     out = []
     for words in (4, 16, 48):
         cut = [type(e)({"sentence": " ".join(e.fields["sentence"].split()[:words])}, e.label)
-               for e in examples[: 8 if quick else 32]]
+               for e in examples[: 8 if quick else 16]]
         for reuse in (False, True):
             ev = Evaluator(lm, reuse_prefix=reuse)
             seconds, _ = timed(lambda ev=ev, cut=cut: ev.score(prompts, cut, task))

@@ -99,3 +99,32 @@ def test_rank_rejects_bad_arguments(tiny_causal_lm, sentiment_task: Task) -> Non
     with pytest.raises(ValueError, match="keep"):
         Evaluator(tiny_causal_lm).rank(trigger_candidates(tiny_causal_lm), sentiment_task.split("dev"),
                                        sentiment_task, keep=1.5)
+
+
+def test_out_of_memory_backs_off_to_smaller_batches(tiny_causal_lm, sentiment_task: Task, monkeypatch) -> None:
+    prompts = trigger_candidates(tiny_causal_lm, n=3)
+    examples = sentiment_task.split("test")
+    expected = Evaluator(tiny_causal_lm, reuse_prefix=False).score(prompts, examples, sentiment_task).scores
+    real = tiny_causal_lm.hidden_states
+    widths: list[int] = []
+
+    def limited(mask, **kwargs):
+        widths.append(mask.shape[0])
+        if mask.shape[0] > 4:
+            raise RuntimeError("CPU out of memory: tried to allocate 1 TiB")
+        return real(mask, **kwargs)
+
+    monkeypatch.setattr(tiny_causal_lm, "hidden_states", limited)
+    got = Evaluator(tiny_causal_lm, reuse_prefix=False).score(prompts, examples, sentiment_task).scores
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert max(widths) > 4 and widths[-1] <= 4  # it tried a big batch, then finished with small ones
+
+
+def test_other_runtime_errors_are_not_swallowed(tiny_causal_lm, sentiment_task: Task, monkeypatch) -> None:
+    def broken(mask, **kwargs):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(tiny_causal_lm, "hidden_states", broken)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        Evaluator(tiny_causal_lm, reuse_prefix=False).score(trigger_candidates(tiny_causal_lm, 2),
+                                                             sentiment_task.split("dev"), sentiment_task)
