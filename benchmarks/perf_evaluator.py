@@ -172,12 +172,31 @@ def length_scaling(lm, task, examples, quick: bool) -> list[dict[str, Any]]:
     return out
 
 
+def fidelity_only(data: str | None, n_candidates: int = 10, n_examples: int = 8) -> None:
+    """bf16 vs fp32 on one AutoPrompt-style candidate set (for machines where bf16 is too slow to time)."""
+    lm = load_model("smollm2-135m", device="cpu")
+    root = data_dir(data)
+    task = load_lmbff(root, "SST-2", seed=42)
+    batch = list(load_task(root / "SST-2" / "glue" / "dev.tsv").split("test"))[:n_examples]
+    prompts = candidates(lm, n_candidates)
+    tables = {(name, n_candidates): Evaluator(lm, reuse_prefix=False, dtype=dtype).score(prompts, batch, task)
+              for name, dtype in (("b_ours_fp32", "float32"), ("c_ours_bf16", "bfloat16"))}
+    result = {"examples": n_examples, **bf16_fidelity(tables, [n_candidates]), "environment": environment()}
+    print(f"bf16 fidelity: {result}")
+    print(f"wrote {write_result('bf16-fidelity', result)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized run (seconds, not minutes)")
     parser.add_argument("--data-dir")
     parser.add_argument("--reference-cap", type=int, default=10)
+    parser.add_argument("--bf16-fidelity", action="store_true",
+                        help="only compare bf16 with fp32 on 10 candidates × 8 examples (writes bf16-fidelity.json)")
     args = parser.parse_args()
+    if args.bf16_fidelity:
+        fidelity_only(args.data_dir)
+        return
     result = run(args.quick, args.data_dir, args.reference_cap)
     path = write_result("evaluator" + ("-quick" if args.quick else ""), result)
     for row in result["results"]:
