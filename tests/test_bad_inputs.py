@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 
 import pytest
 import torch
+from pickle_bomb import forbid_unpickling, write_bomb
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -519,35 +519,15 @@ def test_package_never_unpickles() -> None:
     assert offenders == []
 
 
-class _Payload:
-    """Unpickling this object creates ``marker``: proof that a file was unpickled."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Path.touch, (self.marker,))
-
-
 @pytest.mark.parametrize("writer", ["pickle", "torch.save"])
 def test_pickled_checkpoint_is_refused_on_resume(
     env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], writer: str
 ) -> None:
     run = env.started_run()
     marker = env.tmp / "unpickled"
-    payload = {"state": torch.zeros(2), "trap": _Payload(marker)}
     target = run / "checkpoint" / "state.safetensors"
-    if writer == "pickle":
-        target.write_bytes(pickle.dumps(payload))
-    else:
-        torch.save(payload, target)
-
-    def refuse(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("a checkpoint was unpickled")
-
-    monkeypatch.setattr(pickle, "load", refuse)
-    monkeypatch.setattr(pickle, "loads", refuse)
-    monkeypatch.setattr(torch, "load", refuse)
+    write_bomb(target, "state", (2,), marker, writer)
+    forbid_unpickling(monkeypatch)
     capsys.readouterr()
     assert cli.main(env.discover_argv("--resume")) == 2
     err = capsys.readouterr().err

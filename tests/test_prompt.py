@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from pickle_bomb import forbid_unpickling, write_bomb
 from safetensors.torch import save_file
 from transformers import PreTrainedTokenizerFast
 
@@ -188,16 +188,6 @@ def test_corrupt_prompt_safetensors(tmp_path: Path, defect: str) -> None:
         Prompt.load(tmp_path)
 
 
-class _Payload:
-    """Unpickling this object creates ``marker``: proof that a file was unpickled."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Path.touch, (self.marker,))
-
-
 @pytest.mark.parametrize("writer", ["pickle", "torch.save"])
 def test_pickle_renamed_to_safetensors_is_never_unpickled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str
@@ -205,18 +195,8 @@ def test_pickle_renamed_to_safetensors_is_never_unpickled(
     folder = tmp_path / "run"
     soft_prompt().save(folder)
     marker = tmp_path / "unpickled"
-    payload = {"soft": torch.zeros(3, 32), "trap": _Payload(marker)}
-    if writer == "pickle":
-        (folder / TENSOR_NAME).write_bytes(pickle.dumps(payload))
-    else:
-        torch.save(payload, folder / TENSOR_NAME)
-
-    def refuse(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("a prompt file was unpickled")
-
-    monkeypatch.setattr(pickle, "load", refuse)
-    monkeypatch.setattr(pickle, "loads", refuse)
-    monkeypatch.setattr(torch, "load", refuse)
+    write_bomb(folder / TENSOR_NAME, "soft", (3, 32), marker, writer)
+    forbid_unpickling(monkeypatch)
     with pytest.raises(PromptFileError, match="corrupt"):
         Prompt.load(folder)
     assert not marker.exists()
