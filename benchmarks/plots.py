@@ -1,0 +1,77 @@
+"""Leaderboard figures (matplotlib, Agg): per-task scores with error bars, and search curves.
+
+PNG files are byte-identical when redrawn from the same records: the backend is Agg, nothing
+depends on the clock, and the metadata that would hold a version string is dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # the backend is chosen before pyplot loads
+
+from autoprompt_search import atomic
+
+DPI = 100
+_SAVE = {"dpi": DPI, "format": "png", "metadata": {"Software": None}}
+
+
+def score_bars(
+    path: Path, title: str, tasks: Sequence[str], searchers: Sequence[str],
+    cells: dict[tuple[str, str], tuple[float, float]], ylabel: str,
+) -> None:
+    """Grouped bars: one group per task, one bar per searcher, height mean, error bar std (in %)."""
+    width = 0.8 / len(searchers)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(tasks) * max(1, len(searchers)) + 1.5), 3.2))
+    for i, searcher in enumerate(searchers):
+        xs = [t + (i - (len(searchers) - 1) / 2) * width for t in range(len(tasks))]
+        means = [cells.get((searcher, task), (math.nan, math.nan))[0] for task in tasks]
+        stds = [cells.get((searcher, task), (math.nan, math.nan))[1] for task in tasks]
+        ax.bar(xs, means, width, yerr=stds, capsize=2, label=searcher)
+    ax.set_xticks(range(len(tasks)), tasks, rotation=90 if len(tasks) > 10 else 0, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 100)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="upper right")
+    _save(fig, path)
+
+
+def search_curves(path: Path, title: str, tasks: Sequence[str], searchers: Sequence[str],
+                  records: Sequence[dict[str, Any]], x: str) -> None:
+    """Best-so-far dev score against ``x`` (``forward_passes`` or ``seconds``), one panel per task,
+    one thin line per seed, one colour per searcher."""
+    cols = min(6, len(tasks))
+    rows = math.ceil(len(tasks) / cols)
+    height = 2.1 * rows + 0.4  # inches; the last 0.4 hold the legend
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, height), squeeze=False)
+    colours = {s: f"C{i}" for i, s in enumerate(searchers)}
+    for ax, task in zip(axes.flat, tasks, strict=False):
+        for record in records:
+            if record["task"] != task:
+                continue
+            history = record["result"]["history"]
+            xs = [float(step[x]) for step in history]
+            ys = [float(step["best_score"]) for step in history]
+            ax.plot(xs, ys, color=colours[record["searcher"]], linewidth=0.8, marker=".", markersize=3,
+                    drawstyle="steps-post")
+        ax.set_title(task, fontsize=8)
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    handles = [plt.Line2D([], [], color=colours[s], label=s) for s in searchers]
+    fig.suptitle(f"{title}: best dev score vs {x.replace('_', ' ')}", fontsize=10)
+    fig.legend(handles=handles, loc="lower center", fontsize=7, ncol=len(searchers), frameon=False)
+    _save(fig, path, bottom=0.35 / height)
+
+
+def _save(fig: plt.Figure, path: Path, bottom: float = 0.0) -> None:
+    """Write the PNG atomically; ``bottom`` is the figure fraction kept free for a legend."""
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    atomic.write_with(path, lambda tmp: fig.savefig(tmp, **_SAVE))
+    plt.close(fig)

@@ -1,0 +1,245 @@
+"""``python -m benchmarks.report``: results/LEADERBOARD.md and plots, from the runner's JSON records.
+
+The Markdown is a pure function of the records: everything is sorted, floats have fixed formats,
+and there is no timestamp, so regenerating from the same JSONs gives the same bytes (and a diff of
+LEADERBOARD.md shows exactly what new results changed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autoprompt_search import atomic
+
+from . import plots
+from .common import RESULTS
+from .stats import ALPHA, Comparison, compare, mean_std
+
+#: Above this many tasks a suite's table is transposed (rows tasks, columns searchers).
+WIDE = 8
+METRIC_NAMES = {"accuracy": "accuracy", "p_at_1": "P@1"}
+ENV_KEYS = ("torch", "transformers", "python", "cpu", "cpu_count", "threads", "cuda", "dtype")
+
+
+@dataclass
+class SuiteView:
+    """The records of one suite, grouped for tables and plots."""
+
+    name: str
+    records: list[dict[str, Any]]  # status ok, sorted
+    errors: list[dict[str, Any]]
+    tasks: list[str]
+    searchers: list[str]  # baseline first
+    baseline: str
+
+    def cell(self, searcher: str, task: str) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["searcher"] == searcher and r["task"] == task]
+
+    def comparison(self, searcher: str, task: str) -> Comparison | None:
+        def by_seed(name: str) -> dict[int, tuple[float, list[int]]]:
+            return {r["seed"]: (r["test_score"], r["test_predictions"]["correct"]) for r in self.cell(name, task)}
+
+        return compare(by_seed(self.baseline), by_seed(searcher)) if searcher != self.baseline else None
+
+
+def load_suites(runs: Path) -> list[SuiteView]:
+    """Every ``<runs>/<suite>/*.json`` record, grouped by suite, in a fixed order."""
+    by_suite: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for path in sorted(runs.glob("*/*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        by_suite[record["suite"]].append(record)
+    views = []
+    for name in sorted(by_suite):
+        records = sorted(by_suite[name], key=lambda r: (r["task_index"], r["task"], r["searcher"], r["seed"]))
+        ok = [r for r in records if r["status"] == "ok"]
+        baseline = records[0]["baseline"]
+        tasks = list(dict.fromkeys(r["task"] for r in records))
+        others = sorted({r["searcher"] for r in records} - {baseline})
+        views.append(SuiteView(name, ok, [r for r in records if r["status"] != "ok"], tasks, [baseline, *others],
+                               baseline))
+    return views
+
+
+def render(views: Sequence[SuiteView], command: str) -> str:
+    lines = [
+        "# Leaderboard", "",
+        f"Regenerate: `{command}` (from the runner's JSON records, one per job; run a suite with",
+        "`python -m benchmarks.run SUITE`, suites in `benchmarks/suites/`). Generated: do not edit by hand.", "",
+        "Cells: test score in % (accuracy; P@1 for LAMA facts), mean ± std over seeds (ddof=0, as LM-BFF reports).",
+        "Marks against the suite's baseline: ▲/▼ when the 95 % paired-bootstrap CI of the mean delta over seeds",
+        f"excludes 0 *and* McNemar's exact test on the same test examples gives p < {ALPHA} in that direction on at",
+        "least half of the seeds. *Stores*: what a found prompt adds per task (discrete trigger ids, trained soft",
+        "parameters) against the frozen model's parameter count. *s/job*: mean wall-clock of a job (search and test",
+        "scoring; a worker's first job also loads the model), on the machine named under Environment.", "",
+    ]
+    for view in views:
+        lines += _suite_section(view)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _suite_section(view: SuiteView) -> list[str]:
+    first = (view.records or view.errors)[0]
+    metric = sorted({METRIC_NAMES.get(r["metric"], r["metric"]) for r in view.records}) or ["-"]
+    seeds = sorted({r["seed"] for r in view.records})
+    seconds = sum(r["seconds"]["total"] for r in view.records + view.errors)
+    lines = [f"## {view.name}", "",
+             f"Model `{first['model']}`{_parameters(view)} · metric {', '.join(metric)} · "
+             f"{len(view.records)} finished job(s), {len(view.errors)} failed · seeds {', '.join(map(str, seeds))} · "
+             f"{seconds:.0f} s of job wall-clock in total", "",
+             f"Environment: {_environment(view)}", ""]
+    lines += [*_score_table(view), ""]
+    if deltas := _delta_table(view):
+        lines += [f"Against `{view.baseline}` (test points; per-seed McNemar p-values):", "", *deltas, ""]
+    for record in view.errors:
+        error = record["error"]
+        lines.append(f"- FAILED `{record['job_id']}`: {error['type']}: {' '.join(error['message'].split())}")
+    if view.errors:
+        lines.append("")
+    if view.records:
+        lines += [f"![{view.name} scores]({view.name}-scores.png)", "",
+                  f"![{view.name} search curves vs forward passes]({view.name}-curves-forward.png)", "",
+                  f"![{view.name} search curves vs seconds]({view.name}-curves-seconds.png)", ""]
+    return lines
+
+
+def _cells(view: SuiteView) -> dict[tuple[str, str], tuple[float, float, int]]:
+    out = {}
+    for searcher in view.searchers:
+        for task in view.tasks:
+            if cell := view.cell(searcher, task):
+                mean, std = mean_std([100 * r["test_score"] for r in cell])
+                out[searcher, task] = (mean, std, len(cell))
+    return out
+
+
+def _score_table(view: SuiteView) -> list[str]:
+    cells = _cells(view)
+    full = max((n for _, _, n in cells.values()), default=0)
+
+    def text(searcher: str, task: str) -> str:
+        if (searcher, task) not in cells:
+            return "–"
+        mean, std, n = cells[searcher, task]
+        comparison = view.comparison(searcher, task)
+        mark = f" {comparison.mark}" if comparison and comparison.mark else ""
+        return f"{mean:.1f} ± {std:.1f}{mark}" + (f" (n={n})" if n < full else "")
+
+    def average(searcher: str) -> str:
+        means = [cells[searcher, t][0] for t in view.tasks if (searcher, t) in cells]
+        return f"{sum(means) / len(means):.1f}" if len(means) == len(view.tasks) else "–"
+
+    names = [f"{s} (baseline)" if s == view.baseline else s for s in view.searchers]
+    if len(view.tasks) <= WIDE:
+        rows = [["searcher", *view.tasks, "avg", "stores per task", "s/job"]]
+        rows += [[name, *(text(s, t) for t in view.tasks), average(s), _stores(view, s), _seconds(view, s)]
+                 for name, s in zip(names, view.searchers, strict=True)]
+        return _markdown(rows)
+    rows = [["task", *names]] + [[t, *(text(s, t) for s in view.searchers)] for t in view.tasks]
+    rows.append(["**avg**", *(average(s) for s in view.searchers)])
+    stores = [["searcher", "stores per task", "s/job"]] + [
+        [name, _stores(view, s), _seconds(view, s)] for name, s in zip(names, view.searchers, strict=True)]
+    return [*_markdown(rows), "", *_markdown(stores)]
+
+
+def _delta_table(view: SuiteView) -> list[str]:
+    rows = [["searcher", "task", "Δ mean", "95 % CI", "wins", "McNemar wins / losses", "p per seed"]]
+    for searcher in view.searchers[1:]:
+        for task in view.tasks:
+            c = view.comparison(searcher, task)
+            if c is None:
+                continue
+            pvalues = ", ".join(f"{s}: {_p(t.p_value)}" for s, t in zip(c.seeds, c.tests, strict=True))
+            interval = f"[{100 * c.ci_low:+.1f}, {100 * c.ci_high:+.1f}]"
+            rows.append([searcher, task, f"{100 * c.mean_delta:+.1f}", interval, f"{c.wins}/{len(c.seeds)}",
+                         f"{c.significant_wins} / {c.significant_losses}", pvalues])
+    return _markdown(rows) if len(rows) > 1 else []
+
+
+def _stores(view: SuiteView, searcher: str) -> str:
+    records = [r for r in view.records if r["searcher"] == searcher]
+    if not records:
+        return "–"
+    triggers = sorted({r["storage"]["trigger_ids"] for r in records})
+    soft = sorted({r["storage"]["soft_parameters"] for r in records})
+    model = max(r["storage"]["model_parameters"] for r in records)
+    share = 100 * soft[-1] / model
+    return (f"{_span(triggers)} trigger ids, {_span(soft)} soft params "
+            f"({'0' if share == 0 else f'{share:.2g}'} % of {_millions(model)})")
+
+
+def _seconds(view: SuiteView, searcher: str) -> str:
+    records = [r for r in view.records if r["searcher"] == searcher]
+    return f"{sum(r['seconds']['total'] for r in records) / len(records):.0f}" if records else "–"
+
+
+def _parameters(view: SuiteView) -> str:
+    counts = sorted({r["storage"]["model_parameters"] for r in view.records})
+    return f" ({', '.join(_millions(c) for c in counts)} parameters)" if counts else ""
+
+
+def _environment(view: SuiteView) -> str:
+    envs = [r["environment"] for r in view.records + view.errors]
+    parts = []
+    for key in ENV_KEYS:
+        values = sorted({str(env.get(key)) for env in envs})
+        parts.append(f"{key} {'/'.join(values)}")
+    return ", ".join(parts)
+
+
+def _span(values: list[int]) -> str:
+    return f"{values[0]:,}" if len(values) == 1 else f"{values[0]:,}–{values[-1]:,}"
+
+
+def _millions(count: int) -> str:
+    return f"{count / 1e6:.1f}M" if count >= 100_000 else f"{count:,}"
+
+
+def _p(value: float) -> str:
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _markdown(rows: list[list[str]]) -> list[str]:
+    escape = [[cell.replace("|", "\\|") for cell in row] for row in rows]
+    lines = ["| " + " | ".join(escape[0]) + " |", "|" + "---|" * len(escape[0])]
+    return lines + ["| " + " | ".join(row) + " |" for row in escape[1:]]
+
+
+def write_plots(views: Sequence[SuiteView], out: Path) -> None:
+    for view in views:
+        if not view.records:
+            continue
+        cells = {key: (mean, std) for key, (mean, std, _) in _cells(view).items()}
+        plots.score_bars(out / f"{view.name}-scores.png", view.name, view.tasks, view.searchers, cells,
+                         "test score (%)")
+        for x, suffix in (("forward_passes", "forward"), ("seconds", "seconds")):
+            plots.search_curves(out / f"{view.name}-curves-{suffix}.png", view.name, view.tasks, view.searchers,
+                                view.records, x)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", default=str(RESULTS / "runs"), help="records folder (default results/runs)")
+    parser.add_argument("--out", default=str(RESULTS), help="where LEADERBOARD.md and the PNGs go (default results/)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    views = load_suites(Path(args.runs))
+    if not views:
+        print(f"no records under {args.runs}: run `python -m benchmarks.run SUITE` first", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    atomic.write_text(out / "LEADERBOARD.md", render(views, shlex.join(["python", "-m", "benchmarks.report", *argv])))
+    write_plots(views, out)
+    print(f"wrote {out / 'LEADERBOARD.md'} and {sum(3 for v in views if v.records)} plots", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

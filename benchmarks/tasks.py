@@ -1,0 +1,86 @@
+"""Benchmark data → :class:`Task`: the few data layouts the suites use, by a one-key ``data`` entry.
+
+=============================  ==================================================================
+``{demo: sentiment}``          a demo task shipped in the package (no data directory needed)
+``{lmbff: SST-2, k: 16}``      LM-BFF's k-shot split ``<task>/k-shot/<k>-<seed>`` (seed = job seed)
+``{lama: P19}``                a LAMA T-REx relation; adds variable ``template`` (LAMA's manual one)
+``{folder: CB/FewGLUE_32dev}`` a folder of train/dev/test files (fixed split; the seed only seeds
+                               the searcher)
+``{sick: SICK-E/SICK.txt}``    SICK's release file: k per label sampled from TRAIN (train) and
+                               TRIAL (dev) with the job seed, the whole TEST split as test
+=============================  ==================================================================
+
+Any of them takes ``limit: N`` to keep only the first N examples of every split (the CI smoke
+suite, which checks that searchers run, not how well).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from autoprompt_search.loaders import lama_manual_template, load_demo, load_lama, load_lmbff, load_task
+from autoprompt_search.readers import iter_records
+from autoprompt_search.tasks import Example, Task, k_shot
+
+from .suite import SuiteError
+
+#: SICK's SemEval_set values → split names.
+SICK_SPLITS = {"TRAIN": "train", "TRIAL": "dev", "TEST": "test"}
+
+
+def load_benchmark_task(
+    entry: dict[str, Any], seed: int, data_dir: Callable[[], Path]
+) -> tuple[Task, dict[str, Any]]:
+    """The task of a suite entry and its variables (loader-provided ones, overridden by the entry's).
+
+    ``data_dir`` is called only by loaders that read the benchmark data, so demo suites run
+    without it (CI's smoke suite).
+    """
+    spec = dict(entry["data"])
+    kinds = sorted(set(spec) & set(LOADERS))
+    if len(kinds) != 1:
+        raise SuiteError(f"task {entry['name']!r}: 'data' needs exactly one of {', '.join(LOADERS)}, got {spec}")
+    kind = kinds[0]
+    task, provided = LOADERS[kind](spec, seed, data_dir)
+    variables = {**provided, **{k: v for k, v in entry.items() if k not in ("name", "data")}}
+    splits = task.splits if "limit" not in spec else {k: v[: int(spec["limit"])] for k, v in task.splits.items()}
+    return Task(str(entry["name"]), task.kind, splits, task.labels, task.fields), variables
+
+
+def _demo(spec: dict[str, Any], seed: int, data_dir: Callable[[], Path]) -> tuple[Task, dict[str, Any]]:
+    return load_demo(spec["demo"]), {}
+
+
+def _lmbff(spec: dict[str, Any], seed: int, data_dir: Callable[[], Path]) -> tuple[Task, dict[str, Any]]:
+    return load_lmbff(data_dir(), spec["lmbff"], k=int(spec.get("k", 16)), seed=seed), {}
+
+
+def _lama(spec: dict[str, Any], seed: int, data_dir: Callable[[], Path]) -> tuple[Task, dict[str, Any]]:
+    root = data_dir()
+    return load_lama(root, spec["lama"]), {"template": lama_manual_template(root, spec["lama"])}
+
+
+def _folder(spec: dict[str, Any], seed: int, data_dir: Callable[[], Path]) -> tuple[Task, dict[str, Any]]:
+    return load_task(data_dir() / spec["folder"]), {}
+
+
+def _sick(spec: dict[str, Any], seed: int, data_dir: Callable[[], Path]) -> tuple[Task, dict[str, Any]]:
+    """SICK-E as a pair task with fields ``sentence1``/``sentence2`` (GLUE names, as in RTE)."""
+    path = data_dir() / spec["sick"]
+    splits: dict[str, list[Example]] = {name: [] for name in SICK_SPLITS.values()}
+    for _, record in iter_records(path):
+        fields = {"sentence1": str(record["sentence_A"]).strip(), "sentence2": str(record["sentence_B"]).strip()}
+        example = Example(fields, str(record["entailment_label"]).strip())
+        splits[SICK_SPLITS[str(record["SemEval_set"]).strip()]].append(example)
+    k = int(spec.get("k", 16))
+    few = {"train": k_shot(splits["train"], k, seed=seed), "dev": k_shot(splits["dev"], k, seed=seed),
+           "test": splits["test"]}
+    labels = tuple(sorted({e.label for e in splits["test"] if e.label}))
+    return Task("SICK-E", "classification", few, labels, ("sentence1", "sentence2")), {}
+
+
+LOADERS: dict[str, Callable[[dict[str, Any], int, Callable[[], Path]], tuple[Task, dict[str, Any]]]] = {
+    "demo": _demo, "lmbff": _lmbff, "lama": _lama, "folder": _folder, "sick": _sick,
+}
