@@ -93,7 +93,7 @@ def lama(lm, root: Path, iterations: int) -> None:
 
 
 def summarise() -> None:
-    runs = sorted(json.loads(p.read_text()) for p in OUT.glob("*.json")) if OUT.exists() else []
+    runs = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))] if OUT.exists() else []
     lines = ["# AutoPrompt vs manual templates (SmolLM2-135M-Instruct, fp32)", "",
              "Regenerate: `python -m benchmarks.exp_autoprompt --part all` (runs missing; re-tabulates).", "",
              "| run | found prompt | test (found) | test (manual) | dev (found) | dev (manual) | accepted swaps | s |",
