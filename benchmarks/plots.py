@@ -49,7 +49,7 @@ def search_curves(path: Path, title: str, tasks: Sequence[str], searchers: Seque
     cols = min(6, len(tasks))
     rows = math.ceil(len(tasks) / cols)
     height = 2.1 * rows + 0.4  # inches; the last 0.4 hold the legend
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, height), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(5.0, 2.6 * cols), height), squeeze=False)
     colours = {s: f"C{i}" for i, s in enumerate(searchers)}
     for ax, task in zip(axes.flat, tasks, strict=False):
         for record in records:

@@ -98,6 +98,8 @@ def _suite_section(view: SuiteView) -> list[str]:
     lines += [*_score_table(view), ""]
     if deltas := _delta_table(view):
         lines += [f"Against `{view.baseline}` (test points; per-seed McNemar p-values):", "", *deltas, ""]
+    lines += ["<details><summary>Prompts found (per task and searcher; seeds that found each)</summary>", "",
+              *_prompt_table(view), "", "</details>", ""]
     for record in view.errors:
         error = record["error"]
         lines.append(f"- FAILED `{record['job_id']}`: {error['type']}: {' '.join(error['message'].split())}")
@@ -161,6 +163,23 @@ def _delta_table(view: SuiteView) -> list[str]:
             rows.append([searcher, task, f"{100 * c.mean_delta:+.1f}", interval, f"{c.wins}/{len(c.seeds)}",
                          f"{c.significant_wins} / {c.significant_losses}", pvalues])
     return _markdown(rows) if len(rows) > 1 else []
+
+
+def _prompt_table(view: SuiteView) -> list[str]:
+    """Each distinct prompt (template with its trigger tokens, label words) with the seeds that found it."""
+    rows = [["task", "searcher", "prompt", "label words", "seeds"]]
+    for task in view.tasks:
+        for searcher in view.searchers:
+            found: dict[tuple[str, str], list[str]] = {}
+            for record in view.cell(searcher, task):
+                prompt = record["result"]["prompt"]
+                words = (prompt.get("verbalizer") or {}).get("words") or {}
+                key = (prompt["rendered"], " · ".join(f"{label}: {'/'.join(w)}" for label, w in words.items()))
+                found.setdefault(key, []).append(str(record["seed"]))
+            for (rendered, words), seeds in sorted(found.items()):
+                rows.append([task, searcher, f"`{json.dumps(rendered, ensure_ascii=False)[1:-1]}`", words or "–",
+                             ", ".join(seeds)])
+    return _markdown(rows)
 
 
 def _stores(view: SuiteView, searcher: str) -> str:
