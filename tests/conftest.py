@@ -10,6 +10,7 @@ use, so a test that reads the wrong position or token fails instead of passing b
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import pytest
 import torch
@@ -251,3 +252,12 @@ def fact_task() -> Task:
     """Country → capital facts (LAMA P36-like); open label space."""
     splits = {"train": _fact_split(FACTS[:6]), "dev": _fact_split(FACTS[6:]), "test": _fact_split(FACTS)}
     return Task("tiny-capitals", "fact", splits, fields=("sub_label",))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_causal_lm: LanguageModel) -> Path:
+    """The tiny causal LM saved as a model folder, for code that loads models by path (CLI, runner)."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tiny_causal_lm.model.save_pretrained(folder)
+    tiny_causal_lm.tokenizer.save_pretrained(folder)
+    return folder

@@ -53,14 +53,6 @@ PACKAGE = Path(__file__).resolve().parents[1] / "autoprompt_search"
 # --- fixtures ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_causal_lm: LanguageModel) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tiny_causal_lm.model.save_pretrained(folder)
-    tiny_causal_lm.tokenizer.save_pretrained(folder)
-    return folder
-
-
 def write_splits(folder: Path, splits: tuple[str, ...] = ("train", "dev", "test")) -> Path:
     rows = {"train": ["good film", "bad film", "good plot", "bad plot"], "dev": ["good acting", "bad acting"],
             "test": ["good ending", "bad ending", "good music"]}
@@ -126,9 +118,9 @@ class Env:
 
 
 @pytest.fixture()
-def env(tmp_path: Path, model_dir: Path, tiny_causal_lm: LanguageModel, unk_lm: LanguageModel,
+def env(tmp_path: Path, tiny_model_dir: Path, tiny_causal_lm: LanguageModel, unk_lm: LanguageModel,
         sentiment_task: Task, monkeypatch: pytest.MonkeyPatch) -> Env:
-    return Env(tmp_path, model_dir, write_splits(tmp_path / "data"), tiny_causal_lm, unk_lm, sentiment_task,
+    return Env(tmp_path, tiny_model_dir, write_splits(tmp_path / "data"), tiny_causal_lm, unk_lm, sentiment_task,
                monkeypatch)
 
 

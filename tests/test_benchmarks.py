@@ -15,21 +15,12 @@ import pytest
 import yaml
 
 from autoprompt_search import SEARCHERS, load_demo
-from autoprompt_search.models.language_model import LanguageModel
 from benchmarks import report, run
 from benchmarks.jobs import execute
 from benchmarks.stats import bootstrap_ci, compare, mcnemar_exact, mean_std
 from benchmarks.suite import SUITES_DIR, SuiteError, load_suite, resolve_config
 
 SEEDS = [1, 2]
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_causal_lm: LanguageModel) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tiny_causal_lm.model.save_pretrained(folder)
-    tiny_causal_lm.tokenizer.save_pretrained(folder)
-    return folder
 
 
 def _suite(folder: Path, model: Path, *, sentiment_template: str = "Review: {sentence}\nSentiment:[P]") -> Path:

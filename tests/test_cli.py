@@ -13,14 +13,6 @@ TEMPLATE = r"Review: {sentence}\nSentiment:[P]"
 VERBALIZER = '{"0":"bad","1":"good"}'
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tiny_causal_lm) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tiny_causal_lm.model.save_pretrained(folder)
-    tiny_causal_lm.tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture()
 def data_dir(tmp_path: Path) -> Path:
     rows = {"train": ["good film", "bad film", "good plot", "bad plot"], "dev": ["good acting", "bad acting"],
@@ -31,9 +23,9 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_evaluate_writes_metrics(model_dir, data_dir, tmp_path, capsys) -> None:
+def test_evaluate_writes_metrics(tiny_model_dir, data_dir, tmp_path, capsys) -> None:
     out = tmp_path / "m.json"
-    code = main(["evaluate", "--model", str(model_dir), "--data", str(data_dir / "test.tsv"),
+    code = main(["evaluate", "--model", str(tiny_model_dir), "--data", str(data_dir / "test.tsv"),
                  "--template", TEMPLATE, "--verbalizer", VERBALIZER, "--output-json", str(out)])
     assert code == 0
     metrics = json.loads(out.read_text())
@@ -42,23 +34,23 @@ def test_evaluate_writes_metrics(model_dir, data_dir, tmp_path, capsys) -> None:
     assert json.loads(capsys.readouterr().out) == metrics
 
 
-def test_discover_then_evaluate_saved_prompt(model_dir, data_dir, tmp_path, capsys) -> None:
+def test_discover_then_evaluate_saved_prompt(tiny_model_dir, data_dir, tmp_path, capsys) -> None:
     run = tmp_path / "run"
-    code = main(["discover", "--model", str(model_dir), "--data", str(data_dir), "--template", TEMPLATE,
+    code = main(["discover", "--model", str(tiny_model_dir), "--data", str(data_dir), "--template", TEMPLATE,
                  "--template", r"{sentence} It was[P]", "--verbalizer", VERBALIZER, "--out", str(run)])
     assert code == 0
     assert "best prompt:" in capsys.readouterr().out
     result = json.loads((run / "result.json").read_text())
     assert result["selection_split"] == "dev" and result["test_metrics"]["n"] == 3
-    code = main(["evaluate", "--model", str(model_dir), "--data", str(data_dir), "--prompt", str(run / "prompt.json"),
-                 "--output-json", str(tmp_path / "again.json")])
+    code = main(["evaluate", "--model", str(tiny_model_dir), "--data", str(data_dir),
+                 "--prompt", str(run / "prompt.json"), "--output-json", str(tmp_path / "again.json")])
     assert code == 0
     assert json.loads((tmp_path / "again.json").read_text())["accuracy"] == result["test_metrics"]["accuracy"]
 
 
-def test_discover_resume_finishes_the_run(model_dir, data_dir, tmp_path) -> None:
+def test_discover_resume_finishes_the_run(tiny_model_dir, data_dir, tmp_path) -> None:
     run = tmp_path / "run"
-    args = ["discover", "--model", str(model_dir), "--data", str(data_dir), "--verbalizer", VERBALIZER,
+    args = ["discover", "--model", str(tiny_model_dir), "--data", str(data_dir), "--verbalizer", VERBALIZER,
             "--template", TEMPLATE, "--template", r"{sentence} It was[P]", "--template", r"{sentence}\nIn short:[P]",
             "--config", '{"per_step": 1}', "--out", str(run)]
     assert main([*args, "--iterations", "1"]) == 0
@@ -76,8 +68,8 @@ def test_discover_resume_finishes_the_run(model_dir, data_dir, tmp_path) -> None
         (["--template", TEMPLATE], "classification task: give a verbalizer"),
     ],
 )
-def test_bad_input_is_one_clear_line(model_dir, data_dir, capsys, argv, message) -> None:
-    code = main(["evaluate", "--model", str(model_dir), "--data", str(data_dir), *argv])
+def test_bad_input_is_one_clear_line(tiny_model_dir, data_dir, capsys, argv, message) -> None:
+    code = main(["evaluate", "--model", str(tiny_model_dir), "--data", str(data_dir), *argv])
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.startswith("error: ") and "Traceback" not in err
 
