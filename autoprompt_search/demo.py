@@ -33,7 +33,7 @@ def demo_config(searcher: str, kind: str) -> dict:
     """Templates and label words a searcher starts from on a demo task when the user gives none."""
     if kind == "fact":
         triggered = ["The capital of {sub_label} [T*2] is[P]"]
-        return {"templates": list(CAPITAL_TEMPLATES) if searcher == "manual" else triggered}
+        return {"templates": list(CAPITAL_TEMPLATES) if searcher in ("manual", "filter") else triggered}
     if searcher == "autoprompt":
         return {"templates": ["Review: {sentence} [T*3]\nSentiment:[P]"], "verbalizers": [DEMO_VERBALIZERS[0]]}
     if searcher == "label-search":
