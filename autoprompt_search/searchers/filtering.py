@@ -27,6 +27,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import AutopromptError, BudgetError, TemplateError
@@ -94,7 +95,7 @@ class FilterSearcher(Searcher):
         if not 0 < self.keep < 1 or self.first_slice < 1 or self.finalists < 1:
             raise BudgetError(f"filter needs 0 < keep < 1, first_slice >= 1 and finalists >= 1; got keep={self.keep}, "
                               f"first_slice={self.first_slice}, finalists={self.finalists}: e.g. 0.5, 8, 4")
-        self._order = [int(i) for i in ctx.rng.permutation(len(ctx.train))]
+        self._order = _balanced_order(ctx.train, ctx.rng.permutation(len(ctx.train)), ctx.task.kind)
         anchors, self._pool = self._build_pool(ctx)
         self._alive = list(range(len(self._pool)))
         self._dev = dict(zip(anchors, self._select_scores(ctx, anchors), strict=True))
@@ -140,10 +141,10 @@ class FilterSearcher(Searcher):
 
     def _mutation_round(self, ctx: SearchContext) -> Step:
         parents = self._alive[: self.finalists]
-        verbalizers = {id(self._pool[i][1]): self._pool[i][1] for i in parents}  # children keep a parent's words
-        children = mutants([self._pool[i][0] for i in parents], self.mutations, rng=ctx.rng, lm=ctx.model,
+        verbalizers = _unique([self._pool[i][1] for i in parents])  # children take the parents' label words
+        children = mutants(_unique([self._pool[i][0] for i in parents]), self.mutations, rng=ctx.rng, lm=ctx.model,
                            bank=self._bank, exclude=[t for t, _ in self._pool])
-        specs = [spec for spec in itertools.product(children, verbalizers.values()) if self._usable(ctx, spec)]
+        specs = [spec for spec in itertools.product(children, verbalizers) if self._usable(ctx, spec)]
         new = list(range(len(self._pool), len(self._pool) + len(specs)))
         self._pool.extend(specs)
         scores = self._train_scores(ctx, new, len(ctx.train)) if new else []
@@ -235,6 +236,18 @@ class FilterSearcher(Searcher):
         shown = [ctx.train[i] for i in self._order[: self.generate_examples]]
         return propose_templates(ctx.model, shown, words, ctx.task.fields, base, samples=self.generate,
                                  seed=self.seed)
+
+
+def _balanced_order(train: Sequence[Example], permutation: np.ndarray, kind: str) -> list[int]:
+    """Training examples in random order, classes taking turns (classification), so every slice is balanced."""
+    order = [int(i) for i in permutation]
+    if kind != "classification":
+        return order
+    by_label: dict[str | None, list[int]] = {}
+    for i in order:
+        by_label.setdefault(train[i].label, []).append(i)
+    turns = itertools.zip_longest(*by_label.values())
+    return [i for turn in turns for i in turn if i is not None]
 
 
 def _unique(items: list) -> list:
