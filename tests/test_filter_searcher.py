@@ -86,3 +86,11 @@ def test_training_slices_are_class_balanced(sentiment_task) -> None:
     assert sorted(order) == list(range(len(train)))
     labels = [train[i].label for i in order]
     assert all(labels[k] != labels[k + 1] for k in range(len(labels) - 1))  # two classes take turns
+
+
+def test_coarse_rungs_in_bf16_count_their_forward_passes(tiny_causal_lm, sentiment_task) -> None:
+    fp32, _ = _search(tiny_causal_lm, sentiment_task, first_slice=3, finalists=2)
+    bf16, evaluator = _search(tiny_causal_lm, sentiment_task, first_slice=3, finalists=2, coarse_dtype="bfloat16")
+    assert evaluator.dtype == "float32"
+    assert bf16.history[-1].forward_passes == fp32.history[-1].forward_passes
+    assert bf16.config["coarse_dtype"] == "bfloat16"

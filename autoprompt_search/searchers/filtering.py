@@ -16,12 +16,15 @@ candidates that survive cheap rounds (successive halving, Jamieson & Talwalkar 2
    score the children on all training examples, keep the best.
 4. **Final**: the top ``finalists`` are scored on the selection (dev) split; the best one wins.
 
-``halving=False`` scores every candidate on every training example in one rung instead (the
+``coarse_dtype="bfloat16"`` scores the training rungs in bf16 (worth it only on hardware with bf16
+matrix units); the selection split is always scored in the Evaluator's own precision (fp32 by
+default). ``halving=False`` scores every candidate on every training example in one rung instead (the
 ablation that shows what halving saves, in ``forward_passes`` of the history).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -31,7 +34,7 @@ import numpy as np
 import torch
 
 from ..errors import AutopromptError, BudgetError, TemplateError
-from ..evaluator import best_first, halving_sizes
+from ..evaluator import Evaluator, best_first, halving_sizes
 from ..grammar import Grammar, builtin_grammar
 from ..metrics import selection_score
 from ..mutations import mutants
@@ -67,6 +70,7 @@ class FilterSearcher(Searcher):
         keep: float = 0.5,
         finalists: int = 4,
         halving: bool = True,
+        coarse_dtype: str | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(seed=seed)
@@ -76,6 +80,7 @@ class FilterSearcher(Searcher):
         self.generate, self.generate_examples = generate, generate_examples
         self.mutations, self.mutation_rounds = mutations, mutation_rounds
         self.first_slice, self.keep, self.finalists, self.halving = first_slice, keep, finalists, halving
+        self.coarse_dtype = coarse_dtype
         self._pool: list[Spec] = []
         self._alive: list[int] = []
         self._train_score: dict[int, float] = {}
@@ -87,7 +92,7 @@ class FilterSearcher(Searcher):
     def config(self) -> dict[str, Any]:
         keys = ("templates", "verbalizers", "grammar", "builtin", "label_words", "label_top_k", "generate",
                 "generate_examples", "mutations", "mutation_rounds", "first_slice", "keep", "finalists",
-                "halving", "seed")
+                "halving", "coarse_dtype", "seed")
         return {k: getattr(self, k) for k in keys}
 
     # --- searcher protocol ---------------------------------------------------------------------
@@ -169,16 +174,24 @@ class FilterSearcher(Searcher):
         return halving_sizes(n_train, 1 + max(0, math.ceil(math.log2(n_train / self.first_slice))))
 
     def _train_scores(self, ctx: SearchContext, indices: list[int], n: int) -> list[float]:
+        """Scores on the first ``n`` training examples, in ``coarse_dtype`` if one is set."""
         examples = [ctx.train[i] for i in self._order[:n]]
-        scores = self._scores(ctx, indices, examples)
+        evaluator = ctx.evaluator
+        if self.coarse_dtype not in (None, evaluator.dtype):
+            evaluator = dataclasses.replace(evaluator, dtype=self.coarse_dtype)
+        scores = self._scores(evaluator, ctx, indices, examples)
+        if evaluator is not ctx.evaluator:  # the budget counts every forward pass, whichever precision ran it
+            ctx.evaluator.forward_rows += evaluator.forward_rows
+            ctx.evaluator.forward_tokens += evaluator.forward_tokens
         self._train_score.update(zip(indices, scores, strict=True))
         return scores
 
     def _select_scores(self, ctx: SearchContext, indices: list[int]) -> list[float]:
-        return self._scores(ctx, indices, ctx.select)
+        return self._scores(ctx.evaluator, ctx, indices, ctx.select)
 
-    def _scores(self, ctx: SearchContext, indices: list[int], examples: Sequence[Example]) -> list[float]:
-        table = ctx.evaluator.score([self._prompt(i) for i in indices], examples, ctx.task)
+    def _scores(self, evaluator: Evaluator, ctx: SearchContext, indices: list[int],
+                examples: Sequence[Example]) -> list[float]:
+        table = evaluator.score([self._prompt(i) for i in indices], examples, ctx.task)
         return [selection_score(table.metrics(j), ctx.task.kind) for j in range(len(indices))]
 
     def _prompt(self, index: int) -> Prompt:
