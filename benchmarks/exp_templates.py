@@ -46,20 +46,24 @@ MANUAL: dict[str, tuple[str, dict[str, str]]] = {
              {"0": "description", "1": "entity", "2": "abbreviation", "3": "person", "4": "location", "5": "number"}),
 }
 #: The search, sized to a few minutes per run on 2 CPU cores (44 candidates on SST-2: 22 templates x 2 word sets).
-SEARCH = {"builtin": True, "label_words": 1, "label_top_k": 8, "mutations": 6, "mutation_rounds": 1,
+SEARCH = {"builtin": True, "label_words": 1, "label_top_k": 8, "generate": 4, "mutations": 6, "mutation_rounds": 1,
           "first_slice": 8, "keep": 0.5, "finalists": 4}
 VARIANTS = ("base", "calib", "demos", "calib+demos")
 
 
 def evaluator_options(variant: str) -> dict[str, Any] | None:
     """Evaluator keyword arguments for a variant, or None where this checkout's Evaluator lacks them."""
-    wanted: dict[str, Any] = {}
-    if "calib" in variant:
-        wanted["calibration"] = "contextual"
-    if "demos" in variant:
-        wanted["demonstrations"] = 1  # LM-BFF: one demonstration per class, drawn from train
     fields = {f.name for f in dataclasses.fields(Evaluator)}
-    return wanted if set(wanted) <= fields else None
+    options: dict[str, Any] = {}
+    if "calib" in variant:
+        options["calibration"] = "contextual"  # Zhao et al. 2021
+    if "demos" in variant:
+        if "demos" not in fields:
+            return None
+        from autoprompt_search.demonstrations import Demonstrations  # only with the calibration work merged
+
+        options["demos"] = Demonstrations(k=1)  # LM-BFF: one demonstration per class, from train
+    return options if set(options) <= fields else None
 
 
 def load(root: Path, name: str, seed: int, test_limit: int | None) -> Task:
