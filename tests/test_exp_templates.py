@@ -20,6 +20,7 @@ def test_readme_tables_main_results_and_the_ablation(tmp_path: Path) -> None:
     (tmp_path / "SST-2-13-base-nohalving.json").write_text(
         json.dumps(_run("SST-2-13-base", "{sentence} It was[P]", 0.9, 1400, halving=False)
                    | {"run": "SST-2-13-base-nohalving"}))
+    (tmp_path / "test-cache.json").write_text("{}")
     summarise(tmp_path)
     readme = (tmp_path / "README.md").read_text()
     assert "| SST-2 | base | 1 | 0.900 ± 0.000 | 0.700 ± 0.000 | 0.800 | 872 | 100 |" in readme
