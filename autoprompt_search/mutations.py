@@ -4,7 +4,7 @@ Four edits act on the literal text between fields and slots, one word at a time:
 
 - ``delete``     drop a word;
 - ``insert``     put a piece from a bank (cue phrases such as `` It was``) at a word boundary;
-- ``swap``       replace one whole literal piece by a bank piece;
+- ``swap``       replace one whole literal piece by a bank piece (keeping its outer whitespace);
 - ``paraphrase`` replace a word by one of its nearest neighbours in the model's input-embedding
   space (cosine), among clean word-start tokens (:func:`vocabulary.clean_token_mask`) — so
   `` was`` may become `` is``, and the result is still text a person can read and type.
@@ -67,8 +67,11 @@ def mutate(
         if not bank:
             return None
         piece = bank[int(rng.integers(len(bank)))]
-        if operation == "swap":
-            segments[texts[int(rng.integers(len(texts)))]] = Text(piece)
+        if operation == "swap":  # the replaced piece's outer whitespace stays, so words do not glue
+            index = texts[int(rng.integers(len(texts)))]
+            old = segments[index].text
+            lead, trail = old[: len(old) - len(old.lstrip())], old[len(old.rstrip()) :]
+            segments[index] = Text((lead or piece[: len(piece) - len(piece.lstrip())]) + piece.strip() + trail)
         else:
             _insert(segments, piece, rng)
     elif texts:
