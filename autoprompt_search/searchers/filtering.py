@@ -204,7 +204,8 @@ class FilterSearcher(Searcher):
         report: dict[str, float] = {"examples": float(examples), "candidates": float(len(indices))}
         for i, score in zip(indices, scores, strict=True):
             template, words = self._pool[i]
-            report[f"#{i} {template}" + (" | " + "/".join(map(str, words.values())) if words else "")] = score
+            label_words = " | " + "/".join("+".join(w) for w in words.values()) if words else ""
+            report[f"#{i} {template}{label_words}"] = score
         return report
 
     def _usable(self, ctx: SearchContext, spec: Spec) -> bool:
