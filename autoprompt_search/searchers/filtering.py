@@ -49,7 +49,16 @@ from .pool import Spec
 
 @register
 class FilterSearcher(Searcher):
-    """Successive halving over a pool of (template, verbalizer) candidates, then a dev final."""
+    """Successive halving over a pool of (template, verbalizer) candidates, then a dev final.
+
+    Options: ``templates``/``verbalizers`` the given candidates (always in the pool, scored on dev);
+    ``grammar`` a template grammar to expand; ``builtin`` add the generic pool for the task's fields;
+    ``label_words`` how many LM-BFF label-word sets to find (top ``label_top_k`` words per class) on
+    the first template; ``generate`` how many instructions the model writes (APE) from
+    ``generate_examples`` training examples; ``mutations`` children per round, ``mutation_rounds``
+    rounds; ``first_slice`` training examples in the first rung; ``keep`` fraction kept per rung;
+    ``finalists`` candidates scored on dev; ``halving``; ``coarse_dtype`` for the training rungs.
+    """
 
     name = "filter"
 
