@@ -4,7 +4,10 @@ Rows are sorted by length and packed under a token budget, padded on the right (
 no position ids then, and masked rows are masked), run through the network without any output
 layer, and only the hidden states at queried positions ("sites") go through the vocabulary head.
 Causal rows that share a long prefix (the same input under many candidate triggers) are handed to
-:mod:`prefix_reuse`, which runs the prefix once. Out of memory halves the batch and retries.
+:mod:`prefix_reuse`, which runs the prefix once. Rows behind a deep prompt (:mod:`deep_prompt`)
+carry its keys/values into every layer; they count its slots in the token budget and are never
+given to prefix reuse (their text's keys depend on the deep prompt). Out of memory halves the
+batch and retries.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import deep_prompt
+from .deep_prompt import deep_length
 from .models.language_model import LanguageModel
 
 #: Tokens per batch on a CPU: enough to keep the matmuls busy; more only adds memory traffic.
@@ -43,10 +48,12 @@ Normalize = Literal["vocab", "labels"]
 
 @dataclass(frozen=True)
 class Row:
-    """One sequence to run. ``soft`` holds ``(position, soft table, vector index)`` splices."""
+    """One sequence to run. ``soft`` holds ``(position, soft table, vector index)`` splices;
+    ``deep`` the index of the deep prompt (in ``run_queries``' ``deep_tables``) the row runs behind."""
 
     ids: tuple[int, ...]
     soft: tuple[tuple[int, int, int], ...] = ()
+    deep: int | None = None
 
 
 @dataclass
@@ -117,6 +124,7 @@ def run_queries(
     queries: Queries,
     soft_tables: Sequence[torch.Tensor | None] = (),
     *,
+    deep_tables: Sequence[torch.Tensor | None] = (),
     groups: Sequence[int] | None = None,
     want_rank: bool = False,
     normalize: Normalize = "vocab",
@@ -127,7 +135,8 @@ def run_queries(
     """Answer every query with as few, as full forward passes as the token budget allows.
 
     ``groups`` (causal LMs): rows with the same group id (e.g. the same example under different
-    candidates) are checked for a shared prefix, which is then computed once.
+    candidates) are checked for a shared prefix, which is then computed once. ``deep_tables``
+    holds the deep prompts ``(layers, 2, kv_heads, n, head_dim)`` that rows point to.
     """
     n_q = len(queries.row)
     answers = Answers(np.zeros(n_q), np.full(n_q, np.inf) if want_rank else None)
@@ -139,6 +148,8 @@ def run_queries(
     starts = np.searchsorted(q_row[by_row], np.arange(len(rows) + 1))
     queries_of = [by_row[starts[r] : starts[r + 1]] for r in range(len(rows))]
     tables = [t.to(lm.device, lm.dtype) if t is not None else None for t in soft_tables]
+    deep = [t.to(lm.device, lm.dtype) if t is not None else None for t in deep_tables]
+    length = [len(row.ids) + (deep_length(deep[row.deep]) if row.deep is not None else 0) for row in rows]
     budget = batch_tokens or default_batch_tokens(lm)
     bar = tqdm(total=len(rows), desc="scoring", unit="seq", disable=not progress, leave=False)
     plain = list(range(len(rows)))
@@ -146,13 +157,13 @@ def run_queries(
         from .prefix_reuse import run_shared_prefixes
 
         plain = run_shared_prefixes(lm, rows, queries, queries_of, groups, tables, scoring, budget, bar)
-    order = sorted(plain, key=lambda r: (-len(rows[r].ids), r))
+    order = sorted(plain, key=lambda r: (-length[r], r))
     i = 0
     while i < len(order):
-        size = max(1, min(MAX_ROWS, budget // max(1, len(rows[order[i]].ids))))
+        size = max(1, min(MAX_ROWS, budget // max(1, length[order[i]])))
         batch = order[i : i + size]
         try:
-            _run_batch(lm, rows, batch, queries, queries_of, tables, scoring)
+            _run_batch(lm, rows, batch, queries, queries_of, tables, deep, scoring)
         except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as error:
             if size == 1 or not is_oom(error):
                 raise
@@ -188,10 +199,12 @@ def splice_soft(
 
 
 @torch.inference_mode()
-def _run_batch(lm, rows, batch, queries, queries_of, tables, scoring: Scoring) -> None:
+def _run_batch(lm, rows, batch, queries, queries_of, tables, deep, scoring: Scoring) -> None:
     ids, mask = pad_rows(lm, [rows[r].ids for r in batch])
     embeds = splice_soft(lm, ids, [(b, p, t, k) for b, r in enumerate(batch) for p, t, k in rows[r].soft], tables)
-    hidden = lm.hidden_states(mask, input_ids=None if embeds is not None else ids, inputs_embeds=embeds)
+    prefixes = [deep[rows[r].deep] if rows[r].deep is not None else None for r in batch]
+    hidden = deep_prompt.hidden_states(lm, mask, prefixes, input_ids=None if embeds is not None else ids,
+                                       inputs_embeds=embeds)
     q_idx = np.concatenate([queries_of[r] for r in batch])
     q_b = np.concatenate([np.full(len(queries_of[r]), b) for b, r in enumerate(batch)])
     q_p = np.array([queries.pos[q] for q in q_idx])
