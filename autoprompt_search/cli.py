@@ -21,7 +21,7 @@ from .evaluator import Evaluator
 from .loaders import DEMOS, load_demo, load_task
 from .models import DEFAULT_MODEL, load_model
 from .prompt import Prompt
-from .searchers import SEARCHERS, Budget
+from .searchers import SEARCHERS, Budget, SoftSearcher
 from .tasks import Task
 from .template import unescape_cli
 from .verbalizer import Verbalizer
@@ -144,7 +144,8 @@ def _discover(args: argparse.Namespace) -> int:
     templates = [unescape_cli(t) for t in args.template or []]
     verbalizers = [_verbalizer_spec(v) for v in args.verbalizer or []]
     if (args.data is None or args.data in DEMOS) and not templates:
-        defaults = demo.demo_config(args.searcher, task.kind)
+        soft = issubclass(SEARCHERS[args.searcher], SoftSearcher)
+        defaults = demo.demo_config(args.searcher, task.kind, soft=soft)
         templates, verbalizers = defaults["templates"], verbalizers or defaults.get("verbalizers", [])
     if templates:
         config.setdefault("templates", templates)

@@ -29,8 +29,16 @@ CAPITAL_TEMPLATES = (
 )
 
 
-def demo_config(searcher: str, kind: str) -> dict:
+#: Soft-prompt searchers train [V] slots: the manual template with a few soft tokens before [P]'s line.
+SOFT_TEMPLATES = {"classification": "Review: {sentence}[V*4]\nSentiment:[P]",
+                  "fact": "[V*4]The capital of {sub_label} is[P]"}
+
+
+def demo_config(searcher: str, kind: str, *, soft: bool = False) -> dict:
     """Templates and label words a searcher starts from on a demo task when the user gives none."""
+    if soft:
+        words = [DEMO_VERBALIZERS[0]] if kind == "classification" else []
+        return {"templates": [SOFT_TEMPLATES[kind]], "verbalizers": words}
     if kind == "fact":
         triggered = ["The capital of {sub_label} [T*2] is[P]"]
         return {"templates": list(CAPITAL_TEMPLATES) if searcher == "manual" else triggered}

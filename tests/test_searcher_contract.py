@@ -24,6 +24,11 @@ CONFIGS: dict[str, Callable[[int], Searcher]] = {
         iterations=3, seed=seed),
     "label-search": lambda seed: SEARCHERS["label-search"](
         templates=["{sentence} It was[P]"], top_k=3, finalists=6, per_step=2, seed=seed),
+    "prompt-tuning": lambda seed: SEARCHERS["prompt-tuning"](
+        templates=["[V*2]{sentence} It was[V][P]"], verbalizers=[VERBALIZER], batch_size=3, eval_every=2, seed=seed),
+    "p-tuning": lambda seed: SEARCHERS["p-tuning"](
+        templates=["{sentence}[V*3] It was[P]"], verbalizers=[VERBALIZER], batch_size=3, eval_every=1,
+        encoder_hidden=16, seed=seed),
 }
 
 

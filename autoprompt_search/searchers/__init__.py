@@ -4,8 +4,12 @@ from .autoprompt import AutoPromptSearcher
 from .base import SEARCHERS, Budget, SearchContext, Searcher, SearchResult, Step, StepRecord, register
 from .labels import LabelSearcher
 from .manual import ManualSearcher
+from .p_tuning import PTuningSearcher
+from .prompt_tuning import PromptTuningSearcher
+from .soft import Parameterization, PromptTensors, SoftSearcher
 
 __all__ = [
-    "SEARCHERS", "AutoPromptSearcher", "Budget", "LabelSearcher", "ManualSearcher", "SearchContext",
-    "SearchResult", "Searcher", "Step", "StepRecord", "register",
+    "SEARCHERS", "AutoPromptSearcher", "Budget", "LabelSearcher", "ManualSearcher", "PTuningSearcher",
+    "Parameterization", "PromptTensors", "PromptTuningSearcher", "SearchContext", "SearchResult", "Searcher",
+    "SoftSearcher", "Step", "StepRecord", "register",
 ]
