@@ -22,6 +22,7 @@ from .loaders import DEMOS, load_demo, load_task
 from .models import DEFAULT_MODEL, load_model
 from .prompt import Prompt
 from .searchers import SEARCHERS, Budget, SoftSearcher
+from .searchers.deep import DeepSearcher
 from .tasks import Task
 from .template import unescape_cli
 from .verbalizer import Verbalizer
@@ -145,7 +146,8 @@ def _discover(args: argparse.Namespace) -> int:
     verbalizers = [_verbalizer_spec(v) for v in args.verbalizer or []]
     if (args.data is None or args.data in DEMOS) and not templates:
         soft = issubclass(SEARCHERS[args.searcher], SoftSearcher)
-        defaults = demo.demo_config(args.searcher, task.kind, soft=soft)
+        deep = issubclass(SEARCHERS[args.searcher], DeepSearcher)
+        defaults = demo.demo_config(args.searcher, task.kind, soft=soft, deep=deep)
         templates, verbalizers = defaults["templates"], verbalizers or defaults.get("verbalizers", [])
     if templates:
         config.setdefault("templates", templates)
