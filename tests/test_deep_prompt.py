@@ -57,6 +57,8 @@ def test_causal_deep_prompt_of_real_text_equals_that_text(request: pytest.Fixtur
         padded, mask = pad_rows(lm, [text])
         ours = deep_prompt.hidden_states(lm, mask, [deep], input_ids=padded)
     torch.testing.assert_close(ours[0], out[0][0, len(prefix) :], atol=ATOL, rtol=0)
+    if not lm.prefix_ids:  # no BOS: text_prefix computes exactly these keys and values
+        torch.testing.assert_close(deep_prompt.text_prefix(lm, prefix), deep, atol=ATOL, rtol=0)
 
 
 def _bert_reference(lm: LanguageModel, ids: list[int], deep: torch.Tensor) -> torch.Tensor:
