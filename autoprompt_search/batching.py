@@ -1,6 +1,7 @@
 """Batched forward passes that answer "log-prob (and rank) of token t at position p of row r".
 
-Rows are sorted by length and packed under a token budget, padded on the right (causal rows need
+Rows are sorted by length and packed under a token budget (a batch's rows at least half as long as
+its longest, so padding at most doubles the work), padded on the right (causal rows need
 no position ids then, and masked rows are masked), run through the network without any output
 layer, and only the hidden states at queried positions ("sites") go through the vocabulary head.
 Causal rows that share a long prefix (the same input under many candidate triggers) are handed to
@@ -161,7 +162,7 @@ def run_queries(
     i = 0
     while i < len(order):
         size = max(1, min(MAX_ROWS, budget // max(1, length[order[i]])))
-        batch = order[i : i + size]
+        batch = _bucket(order[i : i + size], length)
         try:
             _run_batch(lm, rows, batch, queries, queries_of, tables, deep, scoring)
         except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as error:
@@ -173,6 +174,14 @@ def run_queries(
         bar.update(len(batch))
     bar.close()
     return answers
+
+
+def _bucket(batch: list[int], length: Sequence[int]) -> list[int]:
+    """The leading rows of ``batch`` (longest first) at least half as long as its first: rows of
+    short inputs (another task's, in a mixed run) are not padded to a long input's width, so padding
+    at most doubles a batch's work."""
+    cut = next((k for k, r in enumerate(batch) if 2 * length[r] < length[batch[0]]), len(batch))
+    return batch[: max(1, cut)]
 
 
 def pad_rows(lm: LanguageModel, seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
