@@ -110,6 +110,13 @@ def _parser() -> argparse.ArgumentParser:
     disc.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory (default runs/latest)")
     disc.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     disc.set_defaults(run=_discover)
+
+    exp = sub.add_parser("export-peft", help="write a trained soft prompt as a PEFT prompt-tuning adapter")
+    exp.add_argument("--prompt", type=Path, required=True, help="the prompt.json of a prompt-tuning/p-tuning run")
+    exp.add_argument("--model", default=DEFAULT_MODEL, help=f"the model it was trained on (default {DEFAULT_MODEL})")
+    exp.add_argument("--out", type=Path, required=True, help="folder for the PEFT adapter files")
+    exp.add_argument("-v", "--verbose", action="store_true")
+    exp.set_defaults(run=_export_peft)
     return parser
 
 
@@ -174,6 +181,13 @@ def _discover(args: argparse.Namespace) -> int:
                "selection_split": result.selection_split, "dev": result.dev_metrics, "test": result.test_metrics,
                "steps": len(result.history), "seconds": round(time.perf_counter() - started, 2)}
     _emit(summary, args.output_json)
+    return 0
+
+
+def _export_peft(args: argparse.Namespace) -> int:
+    prompt = Prompt.load(args.prompt)
+    folder = prompt.export_peft(args.out, load_model(args.model, device="cpu"))
+    print(f"wrote a PEFT adapter to {folder}: peft.PeftModel.from_pretrained(base_model, {str(folder)!r})")
     return 0
 
 

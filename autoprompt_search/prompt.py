@@ -72,6 +72,12 @@ class Prompt:
                 f"{hidden_size}: evaluate it with the model it was found on, or search again"
             )
 
+    def export_peft(self, folder: str | Path, model: Any) -> Path:
+        """Write this soft prompt as a PEFT prompt-tuning adapter for ``model`` (see :mod:`peft_export`)."""
+        from .peft_export import export_peft
+
+        return export_peft(self, folder, model)
+
     # --- persistence ---------------------------------------------------------------------------
     def to_json(self, decode: Any = None) -> dict[str, Any]:
         data: dict[str, Any] = {

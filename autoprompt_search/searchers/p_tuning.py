@@ -11,7 +11,7 @@ the saved prompt keeps the materialised vectors (all inference needs, also for P
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -72,7 +72,7 @@ class PTuningSearcher(SoftSearcher):
     """Trains a prompt encoder whose output fills the ``[V*n]`` slots (presets ``cpu``, ``paper``)."""
 
     name = "p-tuning"
-    presets = {"cpu": CPU, "paper": PAPER}
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"cpu": CPU, "paper": PAPER}
 
     def __init__(self, *, encoder: Literal["lstm", "mlp"] = "lstm", encoder_hidden: int | None = None,
                  residual: bool = True, **kwargs: Any) -> None:

@@ -9,6 +9,8 @@ step count per example, evaluation every 10 steps, early stopping.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from torch import nn
 
@@ -49,7 +51,7 @@ class PromptTuningSearcher(SoftSearcher):
     """Trains the ``[V*n]`` vectors of one template directly (presets ``cpu``, ``paper``)."""
 
     name = "prompt-tuning"
-    presets = {"cpu": CPU, "paper": PAPER}
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"cpu": CPU, "paper": PAPER}
 
     def parameterization(self, ctx: SearchContext, prompt: Prompt) -> Parameterization:
         n = soft_slots(prompt.template, self.template)

@@ -240,17 +240,26 @@ class SoftSearcher(Searcher):
             )
 
     def _next_batch(self, ctx: SearchContext) -> list:
-        """The next ``batch_size`` examples of the seeded order, wrapping into the next epoch."""
-        n, batch = len(ctx.train), []
-        while len(batch) < min(self.settings.batch_size, n):
-            order = np.random.default_rng([self.seed, self._epoch]).permutation(n)
-            take = order[self._cursor : self._cursor + self.settings.batch_size - len(batch)]
-            batch += [ctx.train[int(i)] for i in take]
-            self._cursor += len(take)
-            if self._cursor >= n:
-                self._epoch, self._cursor = self._epoch + 1, 0
-        return batch
+        """The next ``batch_size`` examples of the seeded order (see :func:`batch_indices`)."""
+        rows, self._epoch, self._cursor = batch_indices(len(ctx.train), self.settings.batch_size, self.seed,
+                                                        self._epoch, self._cursor)
+        return [ctx.train[i] for i in rows]
 
     def _dev_score(self, ctx: SearchContext, tensors: PromptTensors) -> float:
         metrics = ctx.evaluator.evaluate(tensors.apply(self._prompt), ctx.select, ctx.task)
         return selection_score(metrics, ctx.task.kind) if not math.isnan(metrics["gold_logprob"]) else -math.inf
+
+
+def batch_indices(n: int, batch_size: int, seed: int, epoch: int, cursor: int) -> tuple[list[int], int, int]:
+    """The batch at position ``(epoch, cursor)`` of the seeded order over ``n`` examples, and the
+    position after it. Each epoch is a fresh permutation drawn from ``(seed, epoch)``; a batch that
+    reaches the end of an epoch continues into the next one."""
+    rows: list[int] = []
+    while len(rows) < min(batch_size, n):
+        order = np.random.default_rng([seed, epoch]).permutation(n)
+        take = order[cursor : cursor + batch_size - len(rows)]
+        rows += [int(i) for i in take]
+        cursor += len(take)
+        if cursor >= n:
+            epoch, cursor = epoch + 1, 0
+    return rows, epoch, cursor
