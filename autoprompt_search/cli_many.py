@@ -36,7 +36,8 @@ def add_parser(sub: Any, model_options: argparse.ArgumentParser) -> None:
                           help="score several tasks, each with its own prompt, in shared batches")
     many.add_argument("--job", action="append", required=True, metavar="PROMPT=DATA|JSON",
                       help="one task and its prompt, repeated per task: PROMPT=DATA (a saved prompt.json or run "
-                           f"directory, and a data file, folder or demo task) or a JSON object with keys {', '.join(KEYS)}")
+                           "directory, and a data file, folder or demo task) or a JSON object with keys "
+                           + ", ".join(KEYS))
     many.set_defaults(run=run)
 
 

@@ -63,7 +63,8 @@ def check_deep(deep: torch.Tensor, lm: LanguageModel, made_for: str | None = Non
     """Refuse a deep prompt whose layout differs from ``lm``'s cache (it was made for another model)."""
     want = kv_shape(lm)
     shape = tuple(deep.shape)
-    if len(shape) != 5 or shape[1] != 2 or (shape[0], shape[2], shape[4]) != (want.layers, want.kv_heads, want.head_dim):
+    if len(shape) != 5 or shape[1] != 2 or (shape[0], shape[2], shape[4]) != (want.layers, want.kv_heads,
+                                                                                   want.head_dim):
         source = f"model {made_for!r}" if made_for else "another model"
         raise PromptFileError(
             f"this deep prompt has shape {list(shape)} (layers, 2, kv heads, prefix, head dim), made for {source}, "
@@ -87,11 +88,11 @@ def prefix_cache(lm: LanguageModel, prefixes: Sequence[torch.Tensor | None]) -> 
     mask = torch.zeros((len(prefixes), width), dtype=torch.long, device=device)
     for b, p in enumerate(prefixes):
         mask[b, : deep_length(p)] = 1
-    if prefixes[0] is not None and all(p is prefixes[0] for p in prefixes):  # one prompt for the whole batch (training): a view, no copies
+    if prefixes[0] is not None and all(p is prefixes[0] for p in prefixes):  # one prompt (training): a view
         table = prefixes[0].to(device, dtype).unsqueeze(0).expand(len(prefixes), *prefixes[0].shape)
     else:
         zeros = torch.zeros((shape.layers, 2, shape.kv_heads, width, shape.head_dim), device=device, dtype=dtype)
-        table = torch.stack([zeros if p is None else torch.cat([p.to(device, dtype), zeros[:, :, :, p.shape[3]:]], 3)
+        table = torch.stack([zeros if p is None else torch.cat([p.to(device, dtype), zeros[:, :, :, p.shape[3] :]], 3)
                              for p in prefixes])  # (B, layers, 2, kv_heads, P, head_dim)
     cache = DynamicCache(config=lm.model.config)
     for layer in range(shape.layers):

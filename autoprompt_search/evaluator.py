@@ -2,9 +2,10 @@
 
 All candidates × examples of a call go through :func:`batching.run_queries` together, never one
 candidate at a time — and :meth:`Evaluator.score_many` puts several tasks, each with its own prompt
-(discrete, soft, deep or plain), into the same batches: one frozen model serving many tasks. Scores are true log-probabilities over the full vocabulary (log-softmax at
-the answer positions only, which costs <1 % of a forward pass), so multi-token label words,
-AutoPrompt's loss and P@1 all read off the same numbers.
+(discrete, soft, deep or plain), into the same batches: one frozen model serving many tasks.
+Scores are true log-probabilities over the full vocabulary (log-softmax at the answer positions
+only, which costs <1 % of a forward pass), so multi-token label words, AutoPrompt's loss and P@1
+all read off the same numbers.
 """
 
 from __future__ import annotations

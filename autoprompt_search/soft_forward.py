@@ -7,8 +7,8 @@ the Evaluator reports: full-vocabulary log-softmax at the answer sites only, a c
 over its words, a multi-token word = sum (or mean) of its tokens' log-probs.
 
 Extension points: a ``deep`` tensor supplies per-layer key/value prefixes (P-tuning v2, prefix
-tuning; run exactly as the Evaluator runs them, see :mod:`deep_prompt`), and a linear ``head`` replaces the verbalizer by a trained classifier on the
-hidden state at ``[P]`` (P-tuning v2's sentence-level head).
+tuning; run exactly as the Evaluator runs them, see :mod:`deep_prompt`), and a linear ``head``
+replaces the verbalizer by a trained classifier on the hidden state at ``[P]`` (P-tuning v2's sentence-level head).
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ def _bert_reference(lm: LanguageModel, ids: list[int], deep: torch.Tensor) -> to
         attention = layer.attention.self
         heads, width = attention.num_attention_heads, attention.attention_head_size
 
-        def split(x: torch.Tensor) -> torch.Tensor:
+        def split(x: torch.Tensor, heads: int = heads, width: int = width) -> torch.Tensor:
             return x.view(1, -1, heads, width).transpose(1, 2)  # (1, heads, T, d)
 
         keys = torch.cat([deep[index, 0].unsqueeze(0), split(attention.key(hidden))], dim=2)

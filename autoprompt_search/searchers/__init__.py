@@ -11,8 +11,22 @@ from .prompt_tuning import PromptTuningSearcher
 from .soft import Parameterization, PromptTensors, SoftSearcher
 
 __all__ = [
-    "SEARCHERS", "AutoPromptSearcher", "Budget", "LabelSearcher", "ManualSearcher", "PTuningSearcher",
-    "PTuningV2Searcher", "PrefixTuningSearcher",
-    "Parameterization", "PromptTensors", "PromptTuningSearcher", "SearchContext", "SearchResult", "Searcher",
-    "SoftSearcher", "Step", "StepRecord", "register",
+    "SEARCHERS",
+    "AutoPromptSearcher",
+    "Budget",
+    "LabelSearcher",
+    "ManualSearcher",
+    "PTuningSearcher",
+    "PTuningV2Searcher",
+    "Parameterization",
+    "PrefixTuningSearcher",
+    "PromptTensors",
+    "PromptTuningSearcher",
+    "SearchContext",
+    "SearchResult",
+    "Searcher",
+    "SoftSearcher",
+    "Step",
+    "StepRecord",
+    "register",
 ]

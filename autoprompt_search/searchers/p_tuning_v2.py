@@ -9,6 +9,8 @@ Presets: ``"paper"`` follows the released RoBERTa-large SuperGLUE scripts (AdamW
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from torch import nn
 
@@ -39,7 +41,7 @@ class PTuningV2Searcher(DeepSearcher):
     """Trains a ``prefix_length``-slot key/value prefix at every layer (presets ``cpu``, ``paper``)."""
 
     name = "p-tuning-v2"
-    presets = {"cpu": CPU, "paper": PAPER}
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"cpu": CPU, "paper": PAPER}
 
     def parameterization(self, ctx: SearchContext, prompt: Prompt) -> Parameterization:
         return PrefixTable(self.initial_prefix(ctx, prompt))

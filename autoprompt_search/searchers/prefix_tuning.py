@@ -16,7 +16,7 @@ cores for a 16-shot task.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -45,7 +45,8 @@ class PrefixMLP(Parameterization):
         with torch.random.fork_rng(devices=[]):  # seeded weights without touching the global RNG
             torch.manual_seed(seed)
             self.inputs = nn.Parameter(torch.randn(n, width))
-            self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.Tanh(), nn.Linear(hidden, layers * 2 * kv_heads * head_dim))
+            self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.Tanh(),
+                                     nn.Linear(hidden, layers * 2 * kv_heads * head_dim))
         self.register_buffer("base", base.clone() if residual else torch.zeros_like(base))
         if residual:
             nn.init.zeros_(self.mlp[-1].weight)
@@ -62,7 +63,7 @@ class PrefixTuningSearcher(DeepSearcher):
     """Trains an MLP whose output is the key/value prefix of every layer (presets ``cpu``, ``paper``)."""
 
     name = "prefix-tuning"
-    presets = {"cpu": CPU, "paper": PAPER}
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"cpu": CPU, "paper": PAPER}
 
     def __init__(self, *, mlp_hidden: int = 512, residual: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
