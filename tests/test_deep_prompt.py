@@ -41,7 +41,15 @@ def test_kv_shape_reads_gqa_heads(tiny_causal_lm, tiny_gpt2_lm, tiny_masked_lm) 
     assert kv_shape(tiny_masked_lm) == KVShape(layers=2, kv_heads=4, head_dim=8)
 
 
-@pytest.mark.parametrize("lm_name", ["tiny_causal_lm", "tiny_gpt2_lm"])
+@pytest.fixture(scope="module")
+def smollm() -> LanguageModel:
+    from autoprompt_search import load_model
+
+    return load_model("smollm2-135m")
+
+
+@pytest.mark.parametrize("lm_name", ["tiny_causal_lm", "tiny_gpt2_lm",
+                                     pytest.param("smollm", marks=pytest.mark.slow)])  # the real GQA model
 def test_causal_deep_prompt_of_real_text_equals_that_text(request: pytest.FixtureRequest, lm_name: str) -> None:
     lm = request.getfixturevalue(lm_name)
     prefix = lm.tokenize("Paris is the capital of France.")

@@ -157,3 +157,12 @@ def test_mixed_batch_rejects_empty_jobs(tiny_causal_lm, sentiment_task) -> None:
         Evaluator(tiny_causal_lm).evaluate_many([(prompt, [], sentiment_task)])
     with pytest.raises(DataError, match="no prompts"):
         Evaluator(tiny_causal_lm).score_many([([], sentiment_task.split("dev"), sentiment_task)])
+
+
+def test_batches_do_not_pad_short_rows_to_long_ones() -> None:
+    from autoprompt_search.batching import _bucket
+
+    lengths = [40, 30, 21, 19, 5]
+    assert _bucket([0, 1, 2, 3, 4], lengths) == [0, 1, 2]  # 19 < 40 / 2 starts the next batch
+    assert _bucket([3, 4], lengths) == [3]
+    assert _bucket([4], lengths) == [4]
