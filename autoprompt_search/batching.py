@@ -87,6 +87,7 @@ class Scoring:
     answers: Answers
     normalize: Normalize = "vocab"
     candidate_ids: torch.Tensor | None = None
+    ranked: np.ndarray | None = None  # (Q,) bool: the queries that need a rank (None: all, when ranks are asked)
 
     def score_sites(self, hidden: torch.Tensor, q_idx: np.ndarray, q_b: np.ndarray, q_p: np.ndarray) -> None:
         """Fill answers for queries ``q_idx`` read at ``hidden[q_b, q_p]`` (hidden is ``(B, T, H)``)."""
@@ -102,12 +103,15 @@ class Scoring:
         log_probs = torch.log_softmax(logits, dim=-1)
         self.answers.logprob[q_idx] = log_probs[site_t, tokens].double().cpu().numpy()
         if self.answers.rank is not None:
+            need = np.ones(len(q_idx), dtype=bool) if self.ranked is None else self.ranked[q_idx]
+            keep = torch.as_tensor(need, device=h.device)
+            site_t, tokens = site_t[keep], tokens[keep]
             gold = logits[site_t, tokens].unsqueeze(1)
             pool = logits[site_t] if self.candidate_ids is None else logits[site_t][:, self.candidate_ids]
             ranks = (pool > gold).sum(dim=1).double() + 1
             if self.candidate_ids is not None:
                 ranks = torch.where(torch.isin(tokens, self.candidate_ids), ranks, torch.full_like(ranks, np.inf))
-            self.answers.rank[q_idx] = ranks.cpu().numpy()
+            self.answers.rank[q_idx[need]] = ranks.cpu().numpy()
 
     def _label_only(self, h: torch.Tensor, site_t: torch.Tensor, tokens: torch.Tensor, q_idx: np.ndarray) -> None:
         vocab = torch.unique(tokens)
@@ -127,7 +131,7 @@ def run_queries(
     *,
     deep_tables: Sequence[torch.Tensor | None] = (),
     groups: Sequence[int] | None = None,
-    want_rank: bool = False,
+    want_rank: bool | np.ndarray = False,
     normalize: Normalize = "vocab",
     candidate_ids: torch.Tensor | None = None,
     batch_tokens: int | None = None,
@@ -138,12 +142,15 @@ def run_queries(
     ``groups`` (causal LMs): rows with the same group id (e.g. the same example under different
     candidates) are checked for a shared prefix, which is then computed once. ``deep_tables``
     holds the deep prompts ``(layers, 2, kv_heads, n, head_dim)`` that rows point to.
+    ``want_rank`` may be a ``(Q,)`` bool mask: only those queries get ranks (a mixed run's fact
+    queries), the rest keep ``inf``.
     """
     n_q = len(queries.row)
-    answers = Answers(np.zeros(n_q), np.full(n_q, np.inf) if want_rank else None)
+    ranked = np.asarray(want_rank, dtype=bool) if isinstance(want_rank, np.ndarray) else None
+    answers = Answers(np.zeros(n_q), np.full(n_q, np.inf) if np.any(want_rank) else None)
     if not rows:
         return answers
-    scoring = Scoring(lm, queries, answers, normalize, candidate_ids)
+    scoring = Scoring(lm, queries, answers, normalize, candidate_ids, ranked)
     q_row = np.asarray(queries.row)
     by_row = np.argsort(q_row, kind="stable")
     starts = np.searchsorted(q_row[by_row], np.arange(len(rows) + 1))

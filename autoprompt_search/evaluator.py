@@ -168,7 +168,7 @@ class Evaluator:
         answers = run_queries(
             self._lm, plan.rows, plan.queries, [p.soft for p in prompts], deep_tables=[p.deep for p in prompts],
             groups=plan.groups if self.reuse_prefix else None,
-            want_rank=any(jobs[j].task.kind == "fact" for j, _, _ in chunk),
+            want_rank=plan.ranked(),
             normalize=self.normalize, candidate_ids=cand, batch_tokens=self.batch_tokens, progress=self.progress,
         )
         self.forward_rows += len(plan.rows)
@@ -241,14 +241,25 @@ class _Plan:
         self.words: list[list[list[list[int]]]] = []  # pair → label → word → query indices
         self.jobs: list[tuple[int, Sequence[Prompt], Sequence[Example], Task]] = []  # first pair, prompts, ...
         self._groups_used = 0
+        self._fact_queries: list[tuple[int, int]] = []  # query index ranges of fact jobs
 
     def add_job(self, first_prompt: int, prompts: Sequence[Prompt], examples: Sequence[Example], task: Task) -> None:
         """Add every (prompt, example) pair; prompt ``c`` is table ``first_prompt + c`` for soft/deep lookups."""
         self.jobs.append((len(self.words), prompts, examples, task))
+        first_query = len(self.queries.row)
         for c, prompt in enumerate(prompts):
             for e, example in enumerate(examples):
                 self._add(first_prompt + c, self._groups_used + e, prompt, example, task)
         self._groups_used += len(examples)
+        if task.kind == "fact":
+            self._fact_queries.append((first_query, len(self.queries.row)))
+
+    def ranked(self) -> np.ndarray:
+        """(Q,) bool: the queries that need a rank (those of fact jobs)."""
+        mask = np.zeros(len(self.queries.row), dtype=bool)
+        for start, stop in self._fact_queries:
+            mask[start:stop] = True
+        return mask
 
     def _add(self, table: int, group: int, prompt: Prompt, example: Example, task: Task) -> None:
         encoded = self.encoder.encode(prompt, example)
