@@ -68,6 +68,7 @@ class Queries:
 class Answers:
     logprob: np.ndarray  # (Q,) float64 log-probs
     rank: np.ndarray | None  # (Q,) 1-based rank of the token (inf when not a candidate), if asked
+    hidden: torch.Tensor | None = None  # (Q, H) float32 hidden state at each query's site, if asked
 
 
 @dataclass
@@ -87,6 +88,8 @@ class Scoring:
         h = hidden[torch.as_tensor(sites // width), torch.as_tensor(sites % width)]  # (S, H)
         site_t = torch.as_tensor(site_of_query.reshape(-1), device=h.device)
         tokens = torch.as_tensor([self.queries.token[q] for q in q_idx], device=h.device)
+        if self.answers.hidden is not None:
+            self.answers.hidden[torch.as_tensor(q_idx)] = h[site_t].float().cpu()
         if self.normalize == "labels" and self.answers.rank is None:
             self._label_only(h, site_t, tokens, q_idx)
             return
@@ -119,6 +122,7 @@ def run_queries(
     *,
     groups: Sequence[int] | None = None,
     want_rank: bool = False,
+    want_hidden: bool = False,
     normalize: Normalize = "vocab",
     candidate_ids: torch.Tensor | None = None,
     batch_tokens: int | None = None,
@@ -127,10 +131,12 @@ def run_queries(
     """Answer every query with as few, as full forward passes as the token budget allows.
 
     ``groups`` (causal LMs): rows with the same group id (e.g. the same example under different
-    candidates) are checked for a shared prefix, which is then computed once.
+    candidates) are checked for a shared prefix, which is then computed once. ``want_hidden`` also
+    returns each query site's hidden state (for a linear head).
     """
     n_q = len(queries.row)
-    answers = Answers(np.zeros(n_q), np.full(n_q, np.inf) if want_rank else None)
+    answers = Answers(np.zeros(n_q), np.full(n_q, np.inf) if want_rank else None,
+                      torch.zeros(n_q, lm.hidden_size) if want_hidden else None)
     if not rows:
         return answers
     scoring = Scoring(lm, queries, answers, normalize, candidate_ids)

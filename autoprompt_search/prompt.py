@@ -35,13 +35,19 @@ class ModelSignature:
 @dataclass(frozen=True)
 class Prompt:
     """Everything needed to score an example: template, verbalizer (None for fact tasks),
-    trigger token ids filling the ``[T]`` slots, and soft vectors ``(n_soft, H)`` for ``[V]`` slots."""
+    trigger token ids filling the ``[T]`` slots, and soft vectors ``(n_soft, H)`` for ``[V]`` slots.
+
+    ``head`` ``(L, H + 1)`` (weights and bias) is a trained linear classifier on the hidden state at
+    ``[P]`` that replaces the verbalizer (P-tuning v2's head, for labels without natural words); its
+    rows are the classes ``head_labels``."""
 
     template: Template
     verbalizer: Verbalizer | None = None
     trigger_ids: tuple[int, ...] = ()
     soft: torch.Tensor | None = field(default=None, compare=False)
     model: ModelSignature | None = None
+    head: torch.Tensor | None = field(default=None, compare=False)
+    head_labels: tuple[str, ...] = ()
 
     @classmethod
     def build(cls, template: str | Template, verbalizer: Verbalizer | str | dict | None = None, **kw: Any) -> Prompt:
@@ -63,7 +69,8 @@ class Prompt:
         sig = self.model
         if sig is None:
             return
-        if sig.vocab_size != vocab_size or (self.soft is not None and sig.hidden_size != hidden_size):
+        vectors = self.soft is not None or self.head is not None
+        if sig.vocab_size != vocab_size or (vectors and sig.hidden_size != hidden_size):
             raise PromptFileError(
                 f"this prompt was made for model {sig.name!r} (vocabulary {sig.vocab_size}, hidden size "
                 f"{sig.hidden_size}) but the model {name!r} has vocabulary {vocab_size}, hidden size "
@@ -89,6 +96,8 @@ class Prompt:
         }
         if self.soft is not None:
             data["soft"] = {"file": TENSOR_NAME, "shape": list(self.soft.shape)}
+        if self.head is not None:
+            data["head"] = {"file": TENSOR_NAME, "shape": list(self.head.shape), "labels": list(self.head_labels)}
         return data
 
     def save(self, folder: str | Path, decode: Any = None) -> Path:
@@ -96,9 +105,10 @@ class Prompt:
         from safetensors.torch import save_file
 
         folder = Path(folder)
-        if self.soft is not None:
-            soft = self.soft.detach().float().cpu().contiguous()
-            atomic.write_with(folder / TENSOR_NAME, lambda tmp: save_file({"soft": soft}, tmp))
+        tensors = {k: v.detach().float().cpu().contiguous() for k, v in (("soft", self.soft), ("head", self.head))
+                   if v is not None}
+        if tensors:
+            atomic.write_with(folder / TENSOR_NAME, lambda tmp: save_file(tensors, tmp))
         atomic.write_json(folder / JSON_NAME, self.to_json(decode))
         return folder / JSON_NAME
 
@@ -124,7 +134,12 @@ class Prompt:
                 "hand-edited: restore it from the run directory or run the search again"
             ) from None
         soft = _load_soft(path.parent / TENSOR_NAME, data.get("soft")) if data.get("soft") else None
-        prompt = cls(template, verbalizer, triggers, soft, model)
+        head = _load_soft(path.parent / TENSOR_NAME, data["head"], "head") if data.get("head") else None
+        labels = tuple(str(x) for x in data["head"].get("labels", ())) if head is not None else ()
+        if head is not None and len(labels) != head.shape[0]:
+            raise PromptFileError(f"{path} has a head of {head.shape[0]} rows for labels {list(labels)}: restore it "
+                                  "from the run directory or train again")
+        prompt = cls(template, verbalizer, triggers, soft, model, head, labels)
         if len(triggers) not in (0, template.n_triggers):
             raise PromptFileError(
                 f"{path} has {len(triggers)} trigger ids for {template.n_triggers} [T] slots: give one id per slot "
@@ -138,19 +153,19 @@ class Prompt:
         return prompt
 
 
-def _load_soft(path: Path, meta: Any) -> torch.Tensor:
+def _load_soft(path: Path, meta: Any, key: str = "soft") -> torch.Tensor:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     if not isinstance(meta, dict) or not isinstance(meta.get("shape", []), list):
         raise PromptFileError(
-            f"{path.parent / JSON_NAME} has a malformed 'soft' entry {meta!r}: it must read "
+            f"{path.parent / JSON_NAME} has a malformed {key!r} entry {meta!r}: it must read "
             f'{{"file": "{TENSOR_NAME}", "shape": [n, hidden]}}; restore it from the run directory'
         )
     if not path.is_file():
         raise PromptFileError(f"{path} is missing: a soft prompt needs its prompt.safetensors beside prompt.json")
     try:
-        soft = load_file(str(path))["soft"]
+        soft = load_file(str(path))[key]
     except (SafetensorError, OSError, KeyError, ValueError) as error:
         raise PromptFileError(
             f"{path} is corrupt or truncated ({error}): restore it from the run directory or train again"

@@ -61,6 +61,19 @@ class Parameterization(nn.Module):
         """The prompt's tensors as functions of the parameters (differentiable)."""
 
 
+class WithHead(Parameterization):
+    """Any parameterization plus a linear head ``(L, H + 1)`` on the hidden state at ``[P]``
+    (P-tuning v2's classification head), starting at zero: uniform class scores."""
+
+    def __init__(self, inner: Parameterization, labels: int, hidden: int) -> None:
+        super().__init__()
+        self.inner = inner
+        self.head = nn.Parameter(torch.zeros(labels, hidden + 1))
+
+    def materialise(self) -> PromptTensors:
+        return dataclasses.replace(self.inner.materialise(), head=self.head)
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """Optimisation settings; presets give defaults, every field can be overridden."""
@@ -97,6 +110,7 @@ class SoftSearcher(Searcher):
         verbalizers: list[Mapping[str, Any] | None] | None = None,
         preset: str | None = "cpu",
         init: str = "vocab",
+        head: bool = False,
         optimizer: str | None = None,
         lr: float | None = None,
         weight_decay: float | None = None,
@@ -115,7 +129,7 @@ class SoftSearcher(Searcher):
             raise AutopromptError(f"dtype {dtype!r}: soft prompts train in 'float32' or 'bfloat16' autocast")
         self.template = (templates or [self.default_template])[0]
         self.verbalizer = (verbalizers or [None])[0]
-        self.preset, self.init, self.dtype = preset, init, dtype
+        self.preset, self.init, self.head, self.dtype = preset, init, head, dtype
         given = {"optimizer": optimizer, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
                  "steps": steps, "eval_every": eval_every, "patience": patience, "warmup": warmup}
         defaults = self.presets[preset] if preset else {}
@@ -126,7 +140,8 @@ class SoftSearcher(Searcher):
 
     def config(self) -> dict[str, Any]:
         return {"templates": [self.template], "verbalizers": [self.verbalizer], "preset": self.preset,
-                "init": self.init, "dtype": self.dtype, "seed": self.seed, **dataclasses.asdict(self.settings)}
+                "init": self.init, "head": self.head, "dtype": self.dtype, "seed": self.seed,
+                **dataclasses.asdict(self.settings)}
 
     def expected_steps(self) -> int:
         return self.settings.steps
@@ -219,10 +234,14 @@ class SoftSearcher(Searcher):
         template = parse_template(self.template)
         self._check_template(template, ctx)
         prompt = Prompt.build(template, self.verbalizer)
-        if template.n_soft:  # validation wants vectors of the right shape; training supplies its own
-            prompt = dataclasses.replace(prompt, soft=torch.zeros(template.n_soft, ctx.model.hidden_size))
+        hidden, labels = ctx.model.hidden_size, ctx.task.labels
+        if template.n_soft:  # validation wants tensors of the right shape; training supplies its own
+            prompt = dataclasses.replace(prompt, soft=torch.zeros(template.n_soft, hidden))
+        if self.head:
+            prompt = dataclasses.replace(prompt, head=torch.zeros(len(labels), hidden + 1), head_labels=labels)
         self._prompt = ctx.evaluator.encoder.validate(prompt, ctx.task)
-        self.param = self.parameterization(ctx, self._prompt).to(ctx.model.device)
+        param = self.parameterization(ctx, self._prompt)
+        self.param = (WithHead(param, len(labels), hidden) if self.head else param).to(ctx.model.device)
         params = [p for p in self.param.parameters() if p.requires_grad]
         s = self.settings
         if s.optimizer == "adafactor":
