@@ -30,7 +30,9 @@ from .common import RESULTS, data_dir, environment
 
 OUT = RESULTS / "soft"
 SST2_MANUAL = "Review: {sentence}\nSentiment:[P]"
-SST2_SOFT = "Review: {sentence}[V*8]\nSentiment:[P]"  # starts as the manual template plus 8 vectors
+#: The manual template behind 8 vectors (PEFT-exportable), which start as an instruction's tokens.
+SST2_SOFT = "[V*8]Review: {sentence}\nSentiment:[P]"
+SST2_INIT = "text:Is this movie review positive or negative?"
 SST2_WORDS = {"0": "negative", "1": "positive"}
 SEEDS = (13, 21, 42, 87, 100)
 RELATIONS = ("P19", "P30", "P36", "P176", "P1376")
@@ -45,7 +47,7 @@ def soft_methods() -> list[str]:
 
 
 def run_one(name: str, task, method: str, config: dict, manual: str, verbalizer, *, steps: int | None, seed: int,
-            lm, out: Path) -> dict:
+            lm, out: Path, test_key: str) -> dict:
     path = out / f"{name}.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -59,12 +61,20 @@ def run_one(name: str, task, method: str, config: dict, manual: str, verbalizer,
     data = {"run": name, "method": method, "seed": seed, "config": searcher.config(), "manual": manual,
             "steps": len(result.history), "dev": result.dev_metrics, "test": result.test_metrics,
             "manual_dev": evaluator.evaluate(manual_prompt, task.split("dev"), task),
-            "manual_test": evaluator.evaluate(manual_prompt, task.split("test"), task),
+            "manual_test": _manual_test(out, test_key, evaluator, manual_prompt, task),
             "seconds": seconds, "environment": environment()}
     atomic.write_json(path, data)
     print(f"{name}: test {_metric(data['test']):.3f} vs manual {_metric(data['manual_test']):.3f} ({seconds}s)",
           flush=True)
     return data
+
+
+def _manual_test(out: Path, key: str, evaluator: Evaluator, prompt: Prompt, task) -> dict:
+    """The manual template's test metrics, computed once per test set (every SST-2 seed shares GLUE dev)."""
+    path = out / "manual" / f"{key}.json"
+    if not path.exists():
+        atomic.write_json(path, evaluator.evaluate(prompt, task.split("test"), task))
+    return json.loads(path.read_text())
 
 
 def _metric(metrics: dict) -> float:
@@ -76,17 +86,18 @@ def _template(method: str, soft: str, manual: str) -> list[str]:
     return [soft if method in ("prompt-tuning", "p-tuning") else manual]
 
 
-def sst2_16shot(lm, root: Path, steps: int | None, out: Path, seeds=SEEDS) -> None:
+def sst2_16shot(lm, root: Path, steps: int | None, out: Path, seeds=SEEDS, template=SST2_SOFT,
+                init=SST2_INIT) -> None:
     test = load_task(root / "SST-2" / "glue" / "dev.tsv").split("test")
     for seed in seeds:
         task = load_lmbff(root, "SST-2", seed=seed).with_splits(test=test)
         for method in soft_methods():
-            config = {"templates": _template(method, SST2_SOFT, SST2_MANUAL)}
+            config = {"templates": _template(method, template, SST2_MANUAL), "init": init}
             run_one(f"sst2-16shot-{method}-{seed}", task, method, config, SST2_MANUAL, SST2_WORDS, steps=steps,
-                    seed=seed, lm=lm, out=out)
+                    seed=seed, lm=lm, out=out, test_key="sst2")
 
 
-def sst2_full(lm, root: Path, steps: int | None, out: Path) -> None:
+def sst2_full(lm, root: Path, steps: int | None, out: Path, template=SST2_SOFT, init=SST2_INIT) -> None:
     """Train on GLUE train; select on 200 held-apart train sentences; test on GLUE dev."""
     glue = load_task(root / "SST-2" / "glue")
     rows = list(glue.split("train"))
@@ -96,8 +107,9 @@ def sst2_full(lm, root: Path, steps: int | None, out: Path) -> None:
     train = [rows[i] for i in order[2000:] if id(rows[i]) not in held]
     task = glue.with_splits(train=train, dev=dev, test=glue.split("dev"))
     method = soft_methods()[0]
-    run_one(f"sst2-full-{method}", task, method, {"templates": _template(method, SST2_SOFT, SST2_MANUAL)},
-            SST2_MANUAL, SST2_WORDS, steps=steps or 300, seed=0, lm=lm, out=out)
+    config = {"templates": _template(method, template, SST2_MANUAL), "init": init}
+    run_one(f"sst2-full-{method}", task, method, config, SST2_MANUAL, SST2_WORDS, steps=steps or 300, seed=0, lm=lm,
+            out=out, test_key="sst2")
 
 
 def lama(lm, root: Path, steps: int | None, out: Path, relations=RELATIONS) -> None:
@@ -110,7 +122,7 @@ def lama(lm, root: Path, steps: int | None, out: Path, relations=RELATIONS) -> N
         task = task.with_splits(dev=task.split("dev")[:LAMA_SELECT])
         config = {"templates": [template], "init": f"text:{phrase}" if phrase.strip() else "vocab"}
         run_one(f"lama-p-tuning-{relation}", task, "p-tuning", config, manual, None, steps=steps, seed=0, lm=lm,
-                out=out)
+                out=out, test_key=f"lama-{relation}")
 
 
 def summarise(out: Path) -> None:
@@ -139,6 +151,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="training steps per run (default: the cpu preset's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="SST-2 16-shot data seeds")
     parser.add_argument("--relations", nargs="+", default=list(RELATIONS))
+    parser.add_argument("--template", default=SST2_SOFT, help="SST-2 soft template (shallow methods)")
+    parser.add_argument("--init", default=SST2_INIT, help="SST-2 soft-vector init (see searchers/soft_init.py)")
     parser.add_argument("--out", type=Path, default=OUT, help="results folder (default results/soft)")
     parser.add_argument("--data-dir")
     args = parser.parse_args()
@@ -146,11 +160,11 @@ def main() -> None:
     if args.part != "table":
         lm = load_model("smollm2-135m", device="cpu")
         if args.part in ("sst2-16shot", "all"):
-            sst2_16shot(lm, root, args.steps, args.out, args.seeds)
+            sst2_16shot(lm, root, args.steps, args.out, args.seeds, args.template, args.init)
         if args.part in ("lama", "all"):
             lama(lm, root, args.steps, args.out, relations=args.relations)
         if args.part in ("sst2-full", "all"):
-            sst2_full(lm, root, args.steps, args.out)
+            sst2_full(lm, root, args.steps, args.out, args.template, args.init)
     summarise(args.out)
 
 
