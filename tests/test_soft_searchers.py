@@ -138,7 +138,12 @@ def test_paper_preset_is_the_papers_setting() -> None:
     assert (settings.optimizer, settings.lr, settings.batch_size) == ("adafactor", 0.3, 32)
 
 
-def test_cli_discover_then_evaluate_a_soft_prompt(tiny_model_dir, tmp_path, capsys) -> None:
+@pytest.mark.parametrize("masked", [False, True])
+def test_cli_discover_then_evaluate_a_soft_prompt(masked, tiny_model_dir, tiny_masked_lm, tmp_path, capsys) -> None:
+    if masked:
+        tiny_model_dir = tmp_path / "bert"
+        tiny_masked_lm.model.save_pretrained(tiny_model_dir)
+        tiny_masked_lm.tokenizer.save_pretrained(tiny_model_dir)
     rows = {"train": ["good film", "bad film", "good plot", "bad plot"], "dev": ["good acting", "bad acting"],
             "test": ["good ending", "bad ending"]}
     for split, sentences in rows.items():
