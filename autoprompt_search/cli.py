@@ -15,13 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import demo
+from . import cli_many, demo
 from .errors import AutopromptError, DataError
 from .evaluator import Evaluator
 from .loaders import DEMOS, load_demo, load_task
 from .models import DEFAULT_MODEL, load_model
 from .prompt import Prompt
 from .searchers import SEARCHERS, Budget, SoftSearcher
+from .searchers.deep import DeepSearcher
 from .tasks import Task
 from .template import unescape_cli
 from .verbalizer import Verbalizer
@@ -75,25 +76,29 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="autoprompt-search", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    common = _Parser(add_help=False)
-    common.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or folder (default {DEFAULT_MODEL})")
+    model_options = _Parser(add_help=False)
+    model_options.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or folder (default {DEFAULT_MODEL})")
+    model_options.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    model_options.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    model_options.add_argument("--fact-match", default="first-token", choices=["first-token", "greedy"],
+                               help="fact tasks: P@1 on the object's first token (LAMA) or its greedy whole word")
+    model_options.add_argument("--output-json", type=Path, help="also write the printed JSON to this file")
+    model_options.add_argument("-v", "--verbose", action="store_true")
+
+    common = _Parser(add_help=False, parents=[model_options])
     common.add_argument("--data", help=f"data file or folder, or a demo task: {', '.join(DEMOS)}")
     common.add_argument("--field-map", type=_json_object,
                         help='JSON {template field: column}, e.g. \'{"sentence": "text"}\'')
     common.add_argument("--label-field", help="column holding the label (default: detected)")
     common.add_argument("--verbalizer", action="append", help='JSON label → word(s), e.g. \'{"0":"bad","1":"good"}\'')
     common.add_argument("--template", action="append", help=r"template, e.g. 'Review: {sentence}\nSentiment:[P]'")
-    common.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    common.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    common.add_argument("--fact-match", default="first-token", choices=["first-token", "greedy"],
-                        help="fact tasks: P@1 on the object's first token (LAMA) or its greedy whole word")
-    common.add_argument("--output-json", type=Path, help="also write the printed JSON to this file")
-    common.add_argument("-v", "--verbose", action="store_true")
 
     ev = sub.add_parser("evaluate", parents=[common], help="score one prompt on a data split")
     ev.add_argument("--split", help="split to score (default: the file itself, else test, else dev)")
     ev.add_argument("--prompt", type=Path, help="a saved prompt.json (instead of --template/--verbalizer)")
     ev.set_defaults(run=_evaluate)
+
+    cli_many.add_parser(sub, model_options)
 
     disc = sub.add_parser("discover", parents=[common], help="search for a prompt and write a run directory")
     disc.add_argument("--searcher", default="manual", choices=sorted(SEARCHERS))
@@ -152,7 +157,8 @@ def _discover(args: argparse.Namespace) -> int:
     verbalizers = [_verbalizer_spec(v) for v in args.verbalizer or []]
     if (args.data is None or args.data in DEMOS) and not templates:
         soft = issubclass(SEARCHERS[args.searcher], SoftSearcher)
-        defaults = demo.demo_config(args.searcher, task.kind, soft=soft)
+        deep = issubclass(SEARCHERS[args.searcher], DeepSearcher)
+        defaults = demo.demo_config(args.searcher, task.kind, soft=soft, deep=deep)
         templates, verbalizers = defaults["templates"], verbalizers or defaults.get("verbalizers", [])
     if templates:
         config.setdefault("templates", templates)

@@ -34,8 +34,13 @@ SOFT_TEMPLATES = {"classification": "Review: {sentence}[V*4]\nSentiment:[P]",
                   "fact": "[V*4]The capital of {sub_label} is[P]"}
 
 
-def demo_config(searcher: str, kind: str, *, soft: bool = False) -> dict:
-    """Templates and label words a searcher starts from on a demo task when the user gives none."""
+def demo_config(searcher: str, kind: str, *, soft: bool = False, deep: bool = False) -> dict:
+    """Templates and label words a searcher starts from on a demo task when the user gives none
+    (``deep``: the deep-prompt searchers, whose prompt lives in the layers, not in [V] slots)."""
+    if deep:
+        words = [DEMO_VERBALIZERS[0]] if kind == "classification" else []
+        return {"templates": [DEMO_TEMPLATES[0] if kind == "classification" else CAPITAL_TEMPLATES[0]],
+                "verbalizers": words}
     if soft:
         words = [DEMO_VERBALIZERS[0]] if kind == "classification" else []
         return {"templates": [SOFT_TEMPLATES[kind]], "verbalizers": words}

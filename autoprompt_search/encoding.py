@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from .deep_prompt import check_deep
 from .errors import DataError, PromptFileError, TemplateError
 from .models.language_model import LanguageModel
 from .prompt import Prompt
@@ -91,6 +92,8 @@ class PromptEncoder:
                 "matching soft vectors: train them with a soft-prompt searcher"
             )
         prompt.check_model(self.lm.name, self.lm.vocab_size, self.lm.hidden_size)
+        if prompt.deep is not None:
+            check_deep(prompt.deep, self.lm, prompt.model.name if prompt.model else None)
         if bad := [i for i in prompt.trigger_ids if not 0 <= i < self.lm.vocab_size]:
             raise PromptFileError(
                 f"trigger ids {bad} are outside this model's vocabulary of {self.lm.vocab_size}: the prompt was "

@@ -6,37 +6,26 @@ log-probs into class scores come from the Evaluator's own plan, so training opti
 the Evaluator reports: full-vocabulary log-softmax at the answer sites only, a class = log-sum-exp
 over its words, a multi-token word = sum (or mean) of its tokens' log-probs.
 
-Extension points: a :class:`DeepPrefix` supplies per-layer key/value prefixes (P-tuning v2,
-prefix tuning), and a linear ``head`` replaces the verbalizer by a trained classifier on the
-hidden state at ``[P]`` (P-tuning v2's sentence-level head).
+Extension points: a ``deep`` tensor supplies per-layer key/value prefixes (P-tuning v2, prefix
+tuning; run exactly as the Evaluator runs them, see :mod:`deep_prompt`), and a linear ``head``
+replaces the verbalizer by a trained classifier on the hidden state at ``[P]`` (P-tuning v2's sentence-level head).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
+from . import deep_prompt
 from .batching import pad_rows, splice_soft
 from .encoding import PromptEncoder
 from .evaluator import _head_log_probs, _Plan
 from .prompt import Prompt
 from .tasks import Example, Task
-
-
-class DeepPrefix(Protocol):
-    """Per-layer key/value vectors every row attends to before its first token.
-
-    ``length`` prefix positions; :meth:`cache` returns a ``past_key_values``-style cache holding
-    them for ``batch_size`` rows (the model's ``hidden_states`` takes it as is).
-    """
-
-    length: int
-
-    def cache(self, lm: Any, batch_size: int) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -62,27 +51,23 @@ def soft_forward(
     task: Task,
     soft: torch.Tensor | None,
     *,
-    deep: DeepPrefix | None = None,
+    deep: torch.Tensor | None = None,
     head: torch.Tensor | None = None,
 ) -> SoftBatch:
     """Score ``examples`` under ``prompt`` with ``soft`` (n_soft, H) in its ``[V]`` slots, with grad.
 
     ``prompt`` must have passed :meth:`PromptEncoder.validate`; its own ``soft`` is ignored in
     favour of ``soft``. ``head`` (L, H + 1): class scores are the log-softmax of a linear head on the
-    hidden state at ``[P]`` instead of the verbalizer's words.
+    hidden state at ``[P]`` instead of the verbalizer's words. ``deep`` (layers, 2, kv_heads, n, head_dim):
+    per-layer key/value prefixes every row attends to.
     """
     lm = encoder.lm
     plan = _Plan(encoder, lm.is_causal, lm.mask_id)
-    for e, example in enumerate(examples):
-        plan.add(0, e, prompt, example, task)
+    plan.add_job(0, [prompt], examples, task)
     ids, mask = pad_rows(lm, [row.ids for row in plan.rows])
     splices = [(b, p, t, k) for b, row in enumerate(plan.rows) for p, t, k in row.soft]
     embeds = splice_soft(lm, ids, splices, [soft]) if splices else lm.embed(ids)
-    past = None
-    if deep is not None:
-        past = deep.cache(lm, len(plan.rows))
-        mask = torch.cat([mask.new_ones(len(plan.rows), deep.length), mask], dim=1)
-    hidden = lm.hidden_states(mask, inputs_embeds=embeds, past_key_values=past)  # (R, T, H)
+    hidden = deep_prompt.hidden_states(lm, mask, [deep] * len(plan.rows), inputs_embeds=embeds)  # (R, T, H)
     label_index = {label: i for i, label in enumerate(task.labels)}
     gold = torch.tensor([label_index.get(str(x.label), -1) for x in examples], dtype=torch.long)
     if head is not None:

@@ -29,6 +29,12 @@ CONFIGS: dict[str, Callable[[int], Searcher]] = {
     "p-tuning": lambda seed: SEARCHERS["p-tuning"](
         templates=["{sentence}[V*3] It was[P]"], verbalizers=[VERBALIZER], batch_size=3, eval_every=1,
         encoder_hidden=16, seed=seed),
+    "p-tuning-v2": lambda seed: SEARCHERS["p-tuning-v2"](
+        templates=["{sentence} It was[P]"], verbalizers=[VERBALIZER], prefix_length=3, batch_size=3, eval_every=2,
+        seed=seed),
+    "prefix-tuning": lambda seed: SEARCHERS["prefix-tuning"](
+        templates=["{sentence} It was[P]"], verbalizers=[VERBALIZER], prefix_length=2, mlp_hidden=16, batch_size=3,
+        eval_every=1, seed=seed),
 }
 
 

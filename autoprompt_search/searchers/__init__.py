@@ -5,11 +5,28 @@ from .base import SEARCHERS, Budget, SearchContext, Searcher, SearchResult, Step
 from .labels import LabelSearcher
 from .manual import ManualSearcher
 from .p_tuning import PTuningSearcher
+from .p_tuning_v2 import PTuningV2Searcher
+from .prefix_tuning import PrefixTuningSearcher
 from .prompt_tuning import PromptTuningSearcher
 from .soft import Parameterization, PromptTensors, SoftSearcher
 
 __all__ = [
-    "SEARCHERS", "AutoPromptSearcher", "Budget", "LabelSearcher", "ManualSearcher", "PTuningSearcher",
-    "Parameterization", "PromptTensors", "PromptTuningSearcher", "SearchContext", "SearchResult", "Searcher",
-    "SoftSearcher", "Step", "StepRecord", "register",
+    "SEARCHERS",
+    "AutoPromptSearcher",
+    "Budget",
+    "LabelSearcher",
+    "ManualSearcher",
+    "PTuningSearcher",
+    "PTuningV2Searcher",
+    "Parameterization",
+    "PrefixTuningSearcher",
+    "PromptTensors",
+    "PromptTuningSearcher",
+    "SearchContext",
+    "SearchResult",
+    "Searcher",
+    "SoftSearcher",
+    "Step",
+    "StepRecord",
+    "register",
 ]

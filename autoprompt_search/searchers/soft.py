@@ -34,7 +34,7 @@ from ..errors import AutopromptError, BudgetError, TemplateError
 from ..loaders import load_task
 from ..metrics import selection_score
 from ..prompt import Prompt
-from ..soft_forward import DeepPrefix, SoftBatch, soft_forward
+from ..soft_forward import SoftBatch, soft_forward
 from ..tasks import Example, Task
 from ..template import parse_template
 from .base import SearchContext, Searcher, Step
@@ -43,15 +43,15 @@ from .base import SearchContext, Searcher, Step
 @dataclass(frozen=True)
 class PromptTensors:
     """What a parameterization materialises: ``soft`` (n_soft, H) for the ``[V]`` slots, an optional
-    linear ``head`` (L, H + 1), and an optional per-layer ``deep`` prefix."""
+    linear ``head`` (L, H + 1), and an optional per-layer ``deep`` prefix (layers, 2, kv_heads, n, head_dim)."""
 
     soft: torch.Tensor | None = None
     head: torch.Tensor | None = None
-    deep: DeepPrefix | None = None
+    deep: torch.Tensor | None = None
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The plain tensors, detached (for the best-prompt copy and checkpoints)."""
-        return {k: getattr(self, k).detach().clone() for k in ("soft", "head") if getattr(self, k) is not None}
+        return {k: getattr(self, k).detach().clone() for k in ("soft", "head", "deep") if getattr(self, k) is not None}
 
     def apply(self, prompt: Prompt) -> Prompt:
         """``prompt`` carrying these tensors (detached), ready for the Evaluator or ``save``."""
