@@ -76,6 +76,7 @@ class Queries:
 class Answers:
     logprob: np.ndarray  # (Q,) float64 log-probs
     rank: np.ndarray | None  # (Q,) 1-based rank of the token (inf when not a candidate), if asked
+    hidden: torch.Tensor | None = None  # (Q, H) float32 hidden state at each query's site, if asked
 
 
 @dataclass
@@ -96,6 +97,8 @@ class Scoring:
         h = hidden[torch.as_tensor(sites // width), torch.as_tensor(sites % width)]  # (S, H)
         site_t = torch.as_tensor(site_of_query.reshape(-1), device=h.device)
         tokens = torch.as_tensor([self.queries.token[q] for q in q_idx], device=h.device)
+        if self.answers.hidden is not None:
+            self.answers.hidden[torch.as_tensor(q_idx)] = h[site_t].float().cpu()
         if self.normalize == "labels" and self.answers.rank is None:
             self._label_only(h, site_t, tokens, q_idx)
             return
@@ -132,6 +135,7 @@ def run_queries(
     deep_tables: Sequence[torch.Tensor | None] = (),
     groups: Sequence[int] | None = None,
     want_rank: bool | np.ndarray = False,
+    want_hidden: bool = False,
     normalize: Normalize = "vocab",
     candidate_ids: torch.Tensor | None = None,
     batch_tokens: int | None = None,
@@ -143,11 +147,13 @@ def run_queries(
     candidates) are checked for a shared prefix, which is then computed once. ``deep_tables``
     holds the deep prompts ``(layers, 2, kv_heads, n, head_dim)`` that rows point to.
     ``want_rank`` may be a ``(Q,)`` bool mask: only those queries get ranks (a mixed run's fact
-    queries), the rest keep ``inf``.
+    queries), the rest keep ``inf``. ``want_hidden`` also returns each query site's hidden state
+    (for a linear head).
     """
     n_q = len(queries.row)
     ranked = np.asarray(want_rank, dtype=bool) if isinstance(want_rank, np.ndarray) else None
-    answers = Answers(np.zeros(n_q), np.full(n_q, np.inf) if np.any(want_rank) else None)
+    answers = Answers(np.zeros(n_q), np.full(n_q, np.inf) if np.any(want_rank) else None,
+                      torch.zeros(n_q, lm.hidden_size) if want_hidden else None)
     if not rows:
         return answers
     scoring = Scoring(lm, queries, answers, normalize, candidate_ids, ranked)

@@ -169,6 +169,7 @@ class Evaluator:
             self._lm, plan.rows, plan.queries, [p.soft for p in prompts], deep_tables=[p.deep for p in prompts],
             groups=plan.groups if self.reuse_prefix else None,
             want_rank=plan.ranked(),
+            want_hidden=any(p.head is not None for p in prompts),
             normalize=self.normalize, candidate_ids=cand, batch_tokens=self.batch_tokens, progress=self.progress,
         )
         self.forward_rows += len(plan.rows)
@@ -263,7 +264,9 @@ class _Plan:
 
     def _add(self, table: int, group: int, prompt: Prompt, example: Example, task: Task) -> None:
         encoded = self.encoder.encode(prompt, example)
-        if task.kind == "classification":
+        if prompt.head is not None:  # one site, the answer slot, read by the head (any token will do)
+            targets = [[(self.encoder.lm.pad_id,)]]
+        elif task.kind == "classification":
             targets = self.encoder.label_word_ids(prompt, encoded)
         else:
             targets = [[self.encoder.word_ids(str(example.label), encoded.text_before)]]
@@ -320,6 +323,9 @@ class _Plan:
             scores = np.empty((n_c, n_e, len(task.labels)))
             for pair, labels in enumerate(words):
                 c, e = divmod(pair, n_e)
+                if prompts[c].head is not None:
+                    scores[c, e] = _head_log_probs(prompts[c].head, answers.hidden[labels[0][0][0]]).numpy()
+                    continue
                 reduce = np.mean if prompts[c].verbalizer.reduction == "mean" else np.sum
                 for li, words in enumerate(labels):
                     scores[c, e, li] = np.logaddexp.reduce([reduce(lp[q]) for q in words])
@@ -333,3 +339,8 @@ class _Plan:
             "fact", (), np.zeros(n_e, dtype=int), rank=answers.rank[first].reshape(shape),
             gold_logprob=whole.reshape(shape), greedy=greedy.reshape(shape), fact_match=fact_match,
         )
+
+
+def _head_log_probs(head: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """Class log-probs ``(..., L)`` of a linear head ``(L, H + 1)`` on hidden states ``(..., H)``."""
+    return torch.log_softmax(hidden.float() @ head[:, :-1].float().T + head[:, -1].float(), dim=-1)

@@ -36,7 +36,11 @@ class ModelSignature:
 class Prompt:
     """Everything needed to score an example: template, verbalizer (None for fact tasks),
     trigger token ids filling the ``[T]`` slots, soft vectors ``(n_soft, H)`` for ``[V]`` slots, and a
-    deep prompt ``(layers, 2, kv_heads, n_prefix, head_dim)`` of per-layer keys/values (:mod:`deep_prompt`)."""
+    deep prompt ``(layers, 2, kv_heads, n_prefix, head_dim)`` of per-layer keys/values (:mod:`deep_prompt`).
+
+    ``head`` ``(L, H + 1)`` (weights and bias) is a trained linear classifier on the hidden state at
+    ``[P]`` that replaces the verbalizer (P-tuning v2's head, for labels without natural words); its
+    rows are the classes ``head_labels``."""
 
     template: Template
     verbalizer: Verbalizer | None = None
@@ -44,6 +48,8 @@ class Prompt:
     soft: torch.Tensor | None = field(default=None, compare=False)
     model: ModelSignature | None = None
     deep: torch.Tensor | None = field(default=None, compare=False)
+    head: torch.Tensor | None = field(default=None, compare=False)
+    head_labels: tuple[str, ...] = ()
 
     @classmethod
     def build(cls, template: str | Template, verbalizer: Verbalizer | str | dict | None = None, **kw: Any) -> Prompt:
@@ -65,7 +71,8 @@ class Prompt:
         sig = self.model
         if sig is None:
             return
-        if sig.vocab_size != vocab_size or (self.soft is not None and sig.hidden_size != hidden_size):
+        vectors = any(t is not None for t in (self.soft, self.deep, self.head))
+        if sig.vocab_size != vocab_size or (vectors and sig.hidden_size != hidden_size):
             raise PromptFileError(
                 f"this prompt was made for model {sig.name!r} (vocabulary {sig.vocab_size}, hidden size "
                 f"{sig.hidden_size}) but the model {name!r} has vocabulary {vocab_size}, hidden size "
@@ -93,6 +100,8 @@ class Prompt:
             data["soft"] = {"file": TENSOR_NAME, "shape": list(self.soft.shape)}
         if self.deep is not None:
             data["deep"] = {"file": TENSOR_NAME, "shape": list(self.deep.shape), "layout": DEEP_LAYOUT}
+        if self.head is not None:
+            data["head"] = {"file": TENSOR_NAME, "shape": list(self.head.shape), "labels": list(self.head_labels)}
         return data
 
     def save(self, folder: str | Path, decode: Any = None) -> Path:
@@ -101,7 +110,7 @@ class Prompt:
 
         folder = Path(folder)
         tensors = {name: t.detach().float().cpu().contiguous()
-                   for name, t in (("soft", self.soft), ("deep", self.deep)) if t is not None}
+                   for name, t in (("soft", self.soft), ("deep", self.deep), ("head", self.head)) if t is not None}
         if tensors:
             atomic.write_with(folder / TENSOR_NAME, lambda tmp: save_file(tensors, tmp))
         atomic.write_json(folder / JSON_NAME, self.to_json(decode))
@@ -130,7 +139,12 @@ class Prompt:
             ) from None
         soft = _load_tensor(path.parent / TENSOR_NAME, data.get("soft"), "soft") if data.get("soft") else None
         deep = _load_tensor(path.parent / TENSOR_NAME, data.get("deep"), "deep") if data.get("deep") else None
-        prompt = cls(template, verbalizer, triggers, soft, model, deep)
+        head = _load_tensor(path.parent / TENSOR_NAME, data.get("head"), "head") if data.get("head") else None
+        labels = tuple(str(x) for x in data["head"].get("labels", ())) if head is not None else ()
+        if head is not None and len(labels) != head.shape[0]:
+            raise PromptFileError(f"{path} has a head of {head.shape[0]} rows for labels {list(labels)}: restore it "
+                                  "from the run directory or train again")
+        prompt = cls(template, verbalizer, triggers, soft, model, deep, head, labels)
         if len(triggers) not in (0, template.n_triggers):
             raise PromptFileError(
                 f"{path} has {len(triggers)} trigger ids for {template.n_triggers} [T] slots: give one id per slot "
@@ -147,7 +161,7 @@ class Prompt:
 #: Axes of a saved deep prompt, recorded in prompt.json for people and other tools.
 DEEP_LAYOUT = "layers, 2 (keys, values), kv_heads, prefix, head_dim"
 #: Tensors a prompt file may hold: name → (axes in words, number of axes).
-_TENSORS = {"soft": ("n_soft, hidden", 2), "deep": (DEEP_LAYOUT, 5)}
+_TENSORS = {"soft": ("n_soft, hidden", 2), "deep": (DEEP_LAYOUT, 5), "head": ("labels, hidden + 1", 2)}
 
 
 def _load_tensor(path: Path, meta: Any, name: str) -> torch.Tensor:

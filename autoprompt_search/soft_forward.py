@@ -23,7 +23,7 @@ import torch
 from . import deep_prompt
 from .batching import pad_rows, splice_soft
 from .encoding import PromptEncoder
-from .evaluator import _Plan
+from .evaluator import _head_log_probs, _Plan
 from .prompt import Prompt
 from .tasks import Example, Task
 
@@ -98,5 +98,4 @@ def _head_scores(plan: _Plan, hidden: torch.Tensor, head: torch.Tensor) -> torch
     first = [w[0][0][0] for w in plan.words]  # the query of each example's first word token
     rows = torch.as_tensor([plan.queries.row[i] for i in first])
     pos = torch.as_tensor([plan.queries.pos[i] for i in first])
-    h = hidden[rows, pos].float()  # (E, H)
-    return torch.log_softmax(h @ head[:, :-1].T + head[:, -1], dim=-1)
+    return _head_log_probs(head, hidden[rows, pos])  # (E, L)

@@ -12,6 +12,8 @@ import torch
 from autoprompt_search import Budget, Evaluator, Prompt
 from autoprompt_search.cli import main
 from autoprompt_search.errors import AutopromptError, BudgetError, PromptFileError, TemplateError
+from autoprompt_search.loaders import load_task
+from autoprompt_search.metrics import selection_score
 from autoprompt_search.searchers import PromptTuningSearcher, PTuningSearcher, SearchContext
 from autoprompt_search.searchers.soft_init import initial_vectors
 
@@ -96,7 +98,7 @@ def test_the_data_order_visits_every_example_once_per_epoch(tiny_causal_lm, sent
                                     batch_size=5, seed=3)
     ctx = _ctx(tiny_causal_lm, sentiment_task)
     searcher._prepare(ctx)
-    seen = [e.fields["sentence"] for _ in range(12) for e in searcher._next_batch(ctx)]  # 60 = 5 epochs of 12
+    seen = [e.fields["sentence"] for _ in range(12) for _, e in searcher._next_batch(ctx)]  # 60 = 5 epochs of 12
     for epoch in range(5):
         assert sorted(seen[12 * epoch : 12 * epoch + 12]) == sorted(e.fields["sentence"] for e in ctx.train)
     assert seen[:12] != seen[12:24]  # a fresh order per epoch
@@ -136,7 +138,12 @@ def test_paper_preset_is_the_papers_setting() -> None:
     assert (settings.optimizer, settings.lr, settings.batch_size) == ("adafactor", 0.3, 32)
 
 
-def test_cli_discover_then_evaluate_a_soft_prompt(tiny_model_dir, tmp_path, capsys) -> None:
+@pytest.mark.parametrize("masked", [False, True])
+def test_cli_discover_then_evaluate_a_soft_prompt(masked, tiny_model_dir, tiny_masked_lm, tmp_path, capsys) -> None:
+    if masked:
+        tiny_model_dir = tmp_path / "bert"
+        tiny_masked_lm.model.save_pretrained(tiny_model_dir)
+        tiny_masked_lm.tokenizer.save_pretrained(tiny_model_dir)
     rows = {"train": ["good film", "bad film", "good plot", "bad plot"], "dev": ["good acting", "bad acting"],
             "test": ["good ending", "bad ending"]}
     for split, sentences in rows.items():
@@ -151,3 +158,41 @@ def test_cli_discover_then_evaluate_a_soft_prompt(tiny_model_dir, tmp_path, caps
     assert main(["evaluate", "--model", str(tiny_model_dir), "--data", str(tmp_path / "test.tsv"),
                  "--prompt", str(run / "prompt.json")]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 2
+
+
+def _tsv_task(folder, rows: dict[str, list[tuple[str, str]]]):
+    folder.mkdir()
+    for split, pairs in rows.items():
+        (folder / f"{split}.tsv").write_text("text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in pairs))
+    return folder
+
+
+def test_multi_task_training_mixes_tasks_then_initialises_one(tiny_causal_lm, sentiment_task, tmp_path) -> None:
+    other = _tsv_task(tmp_path / "topic", {
+        "train": [("Paris is the capital of France", "city"), ("a great film", "film"),
+                  ("Rome is the capital of Italy", "city"), ("a terrible movie", "film")],
+        "dev": [("Berlin is the capital of Germany", "city"), ("a good movie", "film")]})
+    also = [{"data": str(other), "template": "[V*2]{text} Topic:[P]", "verbalizer": {"city": "city", "film": "movie"}}]
+    searcher = PromptTuningSearcher(templates=["[V*2]{sentence} It was[P]"], verbalizers=[VERBALIZER], also=also,
+                                    batch_size=8, steps=3, eval_every=3, seed=0)
+    ctx = _ctx(tiny_causal_lm, sentiment_task)
+    searcher._prepare(ctx)
+    assert {part for _ in range(2) for part, _ in searcher._next_batch(ctx)} == {0, 1}  # batches mix the tasks
+    run = tmp_path / "multi"
+    result = searcher.search(sentiment_task, tiny_causal_lm, run_dir=run, progress=False)
+    assert json.loads((run / "config.json").read_text())["config"]["also"] == also
+    # the selection score is the mean over both tasks' dev sets
+    evaluator = Evaluator(tiny_causal_lm)
+    topic = load_task(other)
+    topic_prompt = Prompt.build(also[0]["template"], also[0]["verbalizer"], soft=result.prompt.soft)
+    expected = np.mean([selection_score(evaluator.evaluate(result.prompt, sentiment_task.split("dev"), sentiment_task),
+                                        "classification"),
+                        selection_score(evaluator.evaluate(topic_prompt, topic.split("dev"), topic), "classification")])
+    assert result.dev_score == pytest.approx(expected)
+    single = PromptTuningSearcher(templates=["[V*2]{sentence} It was[P]"], verbalizers=[VERBALIZER],
+                                  init=f"prompt:{run}", steps=1, seed=0)
+    single._prepare(ctx)
+    assert torch.equal(single.param.materialise().soft.detach(), Prompt.load(run).soft)
+    with pytest.raises(TemplateError, match="same number"):
+        PromptTuningSearcher(templates=["[V*3]{sentence} It was[P]"], verbalizers=[VERBALIZER], also=also).search(
+            sentiment_task, tiny_causal_lm, progress=False)

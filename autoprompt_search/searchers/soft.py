@@ -10,7 +10,10 @@ A subclass supplies the parameterization; this base owns everything else, once:
 - evaluation on the selection split every ``eval_every`` steps through the shared Evaluator (never
   test), the best prompt kept, early stopping after ``patience`` evaluations without improvement;
 - ``state_dict``/``load_state_dict`` with parameters, optimizer state, data position and the best
-  prompt, so a resumed run equals an uninterrupted one bit for bit.
+  prompt, so a resumed run equals an uninterrupted one bit for bit;
+- multi-task training (P-tuning v2): ``also`` names further tasks, each with its own template and
+  verbalizer over the same ``[V]`` vectors; batches mix all tasks' examples and selection averages
+  the tasks' dev scores. The result initialises each task's own prompt (``init="prompt:<path>"``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -28,9 +31,11 @@ import torch
 from torch import nn
 
 from ..errors import AutopromptError, BudgetError, TemplateError
+from ..loaders import load_task
 from ..metrics import selection_score
 from ..prompt import Prompt
 from ..soft_forward import SoftBatch, soft_forward
+from ..tasks import Example, Task
 from ..template import parse_template
 from .base import SearchContext, Searcher, Step
 
@@ -59,6 +64,29 @@ class Parameterization(nn.Module):
     @abstractmethod
     def materialise(self) -> PromptTensors:
         """The prompt's tensors as functions of the parameters (differentiable)."""
+
+
+class WithHead(Parameterization):
+    """Any parameterization plus a linear head ``(L, H + 1)`` on the hidden state at ``[P]``
+    (P-tuning v2's classification head), starting at zero: uniform class scores."""
+
+    def __init__(self, inner: Parameterization, labels: int, hidden: int) -> None:
+        super().__init__()
+        self.inner = inner
+        self.head = nn.Parameter(torch.zeros(labels, hidden + 1))
+
+    def materialise(self) -> PromptTensors:
+        return dataclasses.replace(self.inner.materialise(), head=self.head)
+
+
+@dataclass(frozen=True)
+class TaskPart:
+    """One task a prompt trains on: the task, its validated prompt, its train and selection examples."""
+
+    task: Task
+    prompt: Prompt
+    train: Sequence[Example]
+    select: Sequence[Example]
 
 
 @dataclass(frozen=True)
@@ -97,6 +125,8 @@ class SoftSearcher(Searcher):
         verbalizers: list[Mapping[str, Any] | None] | None = None,
         preset: str | None = "cpu",
         init: str = "vocab",
+        head: bool = False,
+        also: list[Mapping[str, Any]] | None = None,
         optimizer: str | None = None,
         lr: float | None = None,
         weight_decay: float | None = None,
@@ -115,7 +145,8 @@ class SoftSearcher(Searcher):
             raise AutopromptError(f"dtype {dtype!r}: soft prompts train in 'float32' or 'bfloat16' autocast")
         self.template = (templates or [self.default_template])[0]
         self.verbalizer = (verbalizers or [None])[0]
-        self.preset, self.init, self.dtype = preset, init, dtype
+        self.preset, self.init, self.head, self.dtype = preset, init, head, dtype
+        self.also = list(also or [])
         given = {"optimizer": optimizer, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
                  "steps": steps, "eval_every": eval_every, "patience": patience, "warmup": warmup}
         defaults = self.presets[preset] if preset else {}
@@ -126,7 +157,8 @@ class SoftSearcher(Searcher):
 
     def config(self) -> dict[str, Any]:
         return {"templates": [self.template], "verbalizers": [self.verbalizer], "preset": self.preset,
-                "init": self.init, "dtype": self.dtype, "seed": self.seed, **dataclasses.asdict(self.settings)}
+                "init": self.init, "head": self.head, "also": self.also, "dtype": self.dtype, "seed": self.seed,
+                **dataclasses.asdict(self.settings)}
 
     def expected_steps(self) -> int:
         return self.settings.steps
@@ -136,9 +168,10 @@ class SoftSearcher(Searcher):
     def parameterization(self, ctx: SearchContext, prompt: Prompt) -> Parameterization:
         """A fresh parameterization for ``prompt`` (seeded from ``self.seed``)."""
 
-    def forward(self, ctx: SearchContext, batch: list, tensors: PromptTensors) -> SoftBatch:
-        """Scores of a training batch under the current tensors (override to add inputs)."""
-        return soft_forward(ctx.evaluator.encoder, self._prompt, batch, ctx.task, tensors.soft,
+    def forward(self, ctx: SearchContext, batch: list, tensors: PromptTensors, part: int = 0) -> SoftBatch:
+        """Scores of a training batch of task ``part`` (0: the searched task) under the current tensors."""
+        task = self._parts[part]
+        return soft_forward(ctx.evaluator.encoder, task.prompt, batch, task.task, tensors.soft,
                             deep=tensors.deep, head=tensors.head)
 
     # --- searcher protocol ---------------------------------------------------------------------
@@ -159,7 +192,10 @@ class SoftSearcher(Searcher):
         autocast = torch.autocast(ctx.model.device.type, dtype=torch.bfloat16) if self.dtype == "bfloat16" \
             else nullcontext()
         with autocast:
-            loss = self.forward(ctx, batch, self.param.materialise()).loss()
+            tensors = self.param.materialise()
+            parts = sorted({part for part, _ in batch})
+            loss = sum(self.forward(ctx, rows, tensors, part).loss() * len(rows) / len(batch)
+                       for part in parts for rows in [[x for p, x in batch if p == part]])
         if not torch.isfinite(loss):
             raise AutopromptError(f"the training loss became {loss.item()} at step {self._step + 1}: lower the lr")
         loss.backward()
@@ -219,10 +255,15 @@ class SoftSearcher(Searcher):
         template = parse_template(self.template)
         self._check_template(template, ctx)
         prompt = Prompt.build(template, self.verbalizer)
-        if template.n_soft:  # validation wants vectors of the right shape; training supplies its own
-            prompt = dataclasses.replace(prompt, soft=torch.zeros(template.n_soft, ctx.model.hidden_size))
+        hidden, labels = ctx.model.hidden_size, ctx.task.labels
+        if template.n_soft:  # validation wants tensors of the right shape; training supplies its own
+            prompt = dataclasses.replace(prompt, soft=torch.zeros(template.n_soft, hidden))
+        if self.head:
+            prompt = dataclasses.replace(prompt, head=torch.zeros(len(labels), hidden + 1), head_labels=labels)
         self._prompt = ctx.evaluator.encoder.validate(prompt, ctx.task)
-        self.param = self.parameterization(ctx, self._prompt).to(ctx.model.device)
+        self._parts = self._load_parts(ctx)
+        param = self.parameterization(ctx, self._prompt)
+        self.param = (WithHead(param, len(labels), hidden) if self.head else param).to(ctx.model.device)
         params = [p for p in self.param.parameters() if p.requires_grad]
         s = self.settings
         if s.optimizer == "adafactor":
@@ -239,15 +280,44 @@ class SoftSearcher(Searcher):
                 "use [V*n] slots, or run --searcher autoprompt for discrete triggers"
             )
 
-    def _next_batch(self, ctx: SearchContext) -> list:
-        """The next ``batch_size`` examples of the seeded order (see :func:`batch_indices`)."""
-        rows, self._epoch, self._cursor = batch_indices(len(ctx.train), self.settings.batch_size, self.seed,
+    def _next_batch(self, ctx: SearchContext) -> list[tuple[int, Example]]:
+        """The next ``batch_size`` (task part, example) pairs of the seeded order over the training
+        examples of every task part (see :func:`batch_indices`): batches mix the tasks."""
+        pool = [(i, x) for i, part in enumerate(self._parts) for x in part.train]
+        rows, self._epoch, self._cursor = batch_indices(len(pool), self.settings.batch_size, self.seed,
                                                         self._epoch, self._cursor)
-        return [ctx.train[i] for i in rows]
+        return [pool[i] for i in rows]
 
     def _dev_score(self, ctx: SearchContext, tensors: PromptTensors) -> float:
-        metrics = ctx.evaluator.evaluate(tensors.apply(self._prompt), ctx.select, ctx.task)
-        return selection_score(metrics, ctx.task.kind) if not math.isnan(metrics["gold_logprob"]) else -math.inf
+        """Selection score on each task part's selection split, averaged over the parts."""
+        scores = []
+        for part in self._parts:
+            metrics = ctx.evaluator.evaluate(tensors.apply(part.prompt), part.select, part.task)
+            nan = math.isnan(metrics["gold_logprob"])
+            scores.append(-math.inf if nan else selection_score(metrics, part.task.kind))
+        return float(np.mean(scores))
+
+    def _load_parts(self, ctx: SearchContext) -> list[TaskPart]:
+        """The searched task, then each ``also`` task with its own template and verbalizer."""
+        parts = [TaskPart(ctx.task, self._prompt, ctx.train, ctx.select)]
+        for spec in self.also:
+            if not isinstance(spec, Mapping) or not {"data", "template"} <= set(spec) or self.head:
+                raise AutopromptError(
+                    f"also={spec!r}: each extra task is {{'data': folder, 'template': ..., 'verbalizer': {{...}}}} "
+                    "(multi-task training shares the [V] vectors, not a linear head: drop head=true)"
+                )
+            task = load_task(spec["data"])
+            template = parse_template(spec["template"])
+            if template.n_soft != self._prompt.template.n_soft:
+                raise TemplateError(
+                    f"template {spec['template']!r} has {template.n_soft} [V] slots but {self.template!r} has "
+                    f"{self._prompt.template.n_soft}: every task of a multi-task prompt uses the same number"
+                )
+            prompt = Prompt.build(template, spec.get("verbalizer"), soft=self._prompt.soft)
+            prompt = ctx.evaluator.encoder.validate(prompt, task)
+            select = task.split("dev" if task.has_split("dev") else "train")
+            parts.append(TaskPart(task, prompt, task.split("train") if task.has_split("train") else select, select))
+        return parts
 
 
 def batch_indices(n: int, batch_size: int, seed: int, epoch: int, cursor: int) -> tuple[list[int], int, int]:
