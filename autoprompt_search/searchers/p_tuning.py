@@ -23,15 +23,15 @@ from .prompt_tuning import soft_slots
 from .soft import Parameterization, PromptTensors, SoftSearcher
 from .soft_init import initial_vectors
 
-#: "paper": the paper's few-shot setting (Adam, lr 1e-5 for the model-free variant is not given;
-#: its released code uses Adam lr 1e-5 with fine-tuning and 1e-4 prompt-only, batch 16).
+#: "paper": a GPU-sized setting after the paper's (Adam, small lr, long training with early stopping
+#: on dev); the paper tunes lr per task, which is not restated here. "cpu": minutes on two cores.
 PAPER = {"optimizer": "adamw", "lr": 1e-4, "weight_decay": 5e-4, "batch_size": 16, "steps": 3000,
          "eval_every": 100, "patience": 20, "warmup": 0}
 CPU = {"optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.0, "batch_size": 8, "steps": 60, "eval_every": 10,
        "patience": 3, "warmup": 0}
 
 
-class PromptEncoder(nn.Module):
+class ReparamEncoder(nn.Module):
     """``(n, H)`` input embeddings → bi-LSTM (or nothing) → MLP → ``(n, H)`` soft vectors."""
 
     def __init__(self, init: torch.Tensor, kind: Literal["lstm", "mlp"], hidden: int, residual: bool,
@@ -59,7 +59,7 @@ class PromptEncoder(nn.Module):
 
 
 class Reparameterised(Parameterization):
-    def __init__(self, encoder: PromptEncoder) -> None:
+    def __init__(self, encoder: ReparamEncoder) -> None:
         super().__init__()
         self.encoder = encoder
 
@@ -91,4 +91,4 @@ class PTuningSearcher(SoftSearcher):
         hidden = self.encoder_hidden or ctx.model.hidden_size
         if hidden < 2:
             raise AutopromptError(f"encoder_hidden={hidden} is too small: give at least 2")
-        return Reparameterised(PromptEncoder(init, self.encoder, hidden, self.residual, self.seed))
+        return Reparameterised(ReparamEncoder(init, self.encoder, hidden, self.residual, self.seed))

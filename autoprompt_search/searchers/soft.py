@@ -192,10 +192,7 @@ class SoftSearcher(Searcher):
         autocast = torch.autocast(ctx.model.device.type, dtype=torch.bfloat16) if self.dtype == "bfloat16" \
             else nullcontext()
         with autocast:
-            tensors = self.param.materialise()
-            parts = sorted({part for part, _ in batch})
-            loss = sum(self.forward(ctx, rows, tensors, part).loss() * len(rows) / len(batch)
-                       for part in parts for rows in [[x for p, x in batch if p == part]])
+            loss = self._loss(ctx, batch, self.param.materialise())
         if not torch.isfinite(loss):
             raise AutopromptError(f"the training loss became {loss.item()} at step {self._step + 1}: lower the lr")
         loss.backward()
@@ -211,6 +208,14 @@ class SoftSearcher(Searcher):
             else:
                 self._stale += 1
         return Step(scores, note=f"epoch {self._epoch}")
+
+    def _loss(self, ctx: SearchContext, batch: list[tuple[int, Example]], tensors: PromptTensors) -> torch.Tensor:
+        """Mean loss over a batch: one forward per task part it holds, weighted by its share."""
+        groups: dict[int, list[Example]] = {}
+        for part, example in batch:
+            groups.setdefault(part, []).append(example)
+        return sum(self.forward(ctx, rows, tensors, part).loss() * (len(rows) / len(batch))
+                   for part, rows in sorted(groups.items()))
 
     @property
     def best(self) -> tuple[Prompt, float]:
