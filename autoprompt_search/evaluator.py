@@ -158,8 +158,7 @@ class Evaluator:
                               "e.g. keep=0.5, rungs=3")
         alive = list(range(len(prompts)))
         history: list[dict] = []
-        for rung in range(rungs):
-            n = len(examples) if rung == rungs - 1 else max(1, len(examples) >> (rungs - 1 - rung))
+        for rung, n in enumerate(rung_sizes(len(examples), rungs)):
             table = self.score([prompts[i] for i in alive], examples[:n], task)
             scores = [metrics.selection_score(table.metrics(j), task.kind) for j in range(len(alive))]
             history.append({"rung": rung, "examples": n, "candidates": list(alive), "scores": scores})
@@ -167,6 +166,11 @@ class Evaluator:
             survivors = len(alive) if rung == rungs - 1 else max(1, int(np.ceil(len(alive) * keep)))
             alive = [alive[j] for j in order[:survivors]]
         return Ranking(alive, history[-1]["scores"], history)
+
+
+def rung_sizes(n: int, rungs: int) -> list[int]:
+    """Example counts of successive-halving rungs: ``n / 2**(rungs-1)``, …, ``n / 2``, ``n`` (each at least 1)."""
+    return [max(1, n >> (rungs - 1 - rung)) for rung in range(rungs - 1)] + [n]
 
 
 class _Plan:
