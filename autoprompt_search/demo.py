@@ -29,8 +29,18 @@ CAPITAL_TEMPLATES = (
 )
 
 
+#: The optuna searcher's demo grammars: the templates above as choice points (3 x 4 and 3 templates).
+DEMO_GRAMMAR = ("<<Review: |Text: |>>{sentence}<<\nSentiment:| All in all, it was|\nThe reviewer's opinion is"
+                "|\nQuestion: Is this review positive or negative?\nAnswer:>>[P]")
+CAPITAL_GRAMMAR = ("<<The capital of {sub_label} is|{sub_label}'s capital city is"
+                   "|Q: What is the capital of {sub_label}?\nA:>>[P]")
+
+
 def demo_config(searcher: str, kind: str) -> dict:
     """Templates and label words a searcher starts from on a demo task when the user gives none."""
+    if searcher == "optuna":
+        grammar = CAPITAL_GRAMMAR if kind == "fact" else DEMO_GRAMMAR
+        return {"templates": [grammar], "verbalizers": [] if kind == "fact" else list(DEMO_VERBALIZERS)}
     if kind == "fact":
         triggered = ["The capital of {sub_label} [T*2] is[P]"]
         return {"templates": list(CAPITAL_TEMPLATES) if searcher == "manual" else triggered}

@@ -9,6 +9,7 @@ and tells the result back, and the samplers read the whole history from the stor
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,13 @@ def open_study(
                 ) from None
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def tpe_sampler(seed: int, startup_trials: int) -> optuna.samplers.BaseSampler:
+    """Multivariate TPE (Falkner et al., 2018): choices that work together are sampled together."""
+    with warnings.catch_warnings():  # multivariate TPE is labelled experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials, multivariate=True)
 
 
 def _shown(url: str | None) -> str:

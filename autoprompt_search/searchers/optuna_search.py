@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import uuid
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -37,7 +36,7 @@ from ..evaluator import ScoreTable, rung_sizes
 from ..grammar import Grammar, builtin_grammar
 from ..metrics import selection_score
 from ..prompt import Prompt
-from ..studies import best_trial, open_study, storage_url, trial_from_json, trial_to_json
+from ..studies import best_trial, open_study, storage_url, tpe_sampler, trial_from_json, trial_to_json
 from .base import SearchContext, Searcher, Step, register
 from .labels import candidate_words, sample_examples
 
@@ -217,9 +216,7 @@ class OptunaSearcher(Searcher):
         self._study = open_study(self.storage, self.study, sampler=self._sampler(self.seed), pruner=pruner)
 
     def _sampler(self, seed: int) -> optuna.samplers.BaseSampler:
-        with warnings.catch_warnings():  # multivariate TPE is labelled experimental
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.startup_trials, multivariate=True)
+        return tpe_sampler(seed, self.startup_trials)
 
     def _build_space(self, ctx: SearchContext) -> Space:
         task = ctx.task
