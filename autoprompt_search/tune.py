@@ -78,7 +78,7 @@ def tune(
     evaluator = evaluator or Evaluator(model)
     out = Path(out).resolve() if out is not None else None
     worker = str(out) if out is not None else ""
-    median = optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=1)
+    median = optuna.pruners.MedianPruner(n_startup_trials=startup_trials)
     opened = open_study(storage, study, pruner=median if pruner == "median" else optuna.pruners.NopPruner())
     done = _resume_worker(opened, worker) if worker else 0
     rng = np.random.default_rng(seed)
