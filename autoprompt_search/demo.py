@@ -43,7 +43,7 @@ def demo_config(searcher: str, kind: str) -> dict:
         return {"templates": [grammar], "verbalizers": [] if kind == "fact" else list(DEMO_VERBALIZERS)}
     if kind == "fact":
         triggered = ["The capital of {sub_label} [T*2] is[P]"]
-        return {"templates": list(CAPITAL_TEMPLATES) if searcher == "manual" else triggered}
+        return {"templates": list(CAPITAL_TEMPLATES) if searcher in ("manual", "filter") else triggered}
     if searcher == "autoprompt":
         return {"templates": ["Review: {sentence} [T*3]\nSentiment:[P]"], "verbalizers": [DEMO_VERBALIZERS[0]]}
     if searcher == "label-search":

@@ -67,15 +67,25 @@ class LabelSearcher(PoolSearcher):
         return "/".join(str(w) for w in self._pool[index][1].values())
 
     def build_pool(self, ctx: SearchContext) -> list[Spec]:
-        examples = sample_examples(ctx.train, self.max_examples, ctx.rng)
-        found = candidate_words(ctx, self.template, examples, top_k=self.top_k,
-                                allow_capitalized=self.allow_capitalized)
-        assignments = _rank_assignments(found.log_probs, found.gold, found.tokens)[: self.finalists]
-        decode = ctx.model.decode
         given = [{str(k): v for k, v in m.items()} for m in self.verbalizers if m]
-        words = [{label: decode([t]).strip() for label, t in zip(ctx.task.labels, combo, strict=True)}
-                 for combo in assignments]
-        return [(self.template, v) for v in given + words]
+        found = find_label_words(ctx, self.template, top_k=self.top_k, max_examples=self.max_examples,
+                                 count=self.finalists, allow_capitalized=self.allow_capitalized)
+        return [(self.template, v) for v in given + found]
+
+
+def find_label_words(
+    ctx: SearchContext, template_text: str, *, top_k: int, max_examples: int, count: int, allow_capitalized: bool
+) -> list[dict[str, str]]:
+    """The ``count`` best label → word assignments for ``template_text``, best first (LM-BFF 5.1).
+
+    One pass over at most ``max_examples`` training examples (drawn with ``ctx.rng``); shared by the
+    label-word searcher and the filter searcher, which crosses the words with its templates.
+    """
+    examples = sample_examples(ctx.train, max_examples, ctx.rng)
+    found = candidate_words(ctx, template_text, examples, top_k=top_k, allow_capitalized=allow_capitalized)
+    assignments = _rank_assignments(found.log_probs, found.gold, found.tokens)[:count]
+    return [{label: ctx.model.decode([t]).strip() for label, t in zip(ctx.task.labels, combo, strict=True)}
+            for combo in assignments]
 
 
 @dataclass
@@ -94,7 +104,8 @@ class CandidateWords:
 def candidate_words(
     ctx: SearchContext, template: str, examples: Sequence[Example], *, top_k: int, allow_capitalized: bool = True
 ) -> CandidateWords:
-    """LM-BFF's candidate label words for ``template`` (one forward pass per example)."""
+    """LM-BFF's candidate label words per class for ``template`` (one forward pass per example); the
+    Optuna searcher lets TPE choose among them, label search ranks whole assignments of them."""
     if ctx.task.kind != "classification":
         raise TemplateError("label-word search needs a classification task; fact tasks have no label words")
     parsed = parse_template(template)

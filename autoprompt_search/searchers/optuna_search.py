@@ -32,7 +32,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState
 
 from ..errors import TemplateError, VerbalizerError
-from ..evaluator import ScoreTable, rung_sizes
+from ..evaluator import ScoreTable, halving_sizes
 from ..grammar import Grammar, builtin_grammar
 from ..metrics import selection_score
 from ..prompt import Prompt
@@ -209,7 +209,7 @@ class OptunaSearcher(Searcher):
 
     def _open(self, ctx: SearchContext) -> None:
         self._order = [int(i) for i in np.random.default_rng(SHARED_SEED).permutation(len(ctx.select))]
-        first = rung_sizes(len(ctx.select), self.rungs)[0]
+        first = halving_sizes(len(ctx.select), self.rungs)[0]
         pruner = {"halving": optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=2),
                   "median": optuna.pruners.MedianPruner(n_startup_trials=self.startup_trials),
                   "none": optuna.pruners.NopPruner()}[self.pruner]
@@ -243,7 +243,7 @@ class OptunaSearcher(Searcher):
         examples = [ctx.select[i] for i in self._order]
         tables: list[ScoreTable] = []
         done = 0
-        for n in sorted(set(rung_sizes(len(examples), self.rungs))):
+        for n in sorted(set(halving_sizes(len(examples), self.rungs))):
             tables.append(ctx.evaluator.score([prompt], examples[done:n], ctx.task))
             done = n
             score = selection_score(ScoreTable.concat(tables).metrics(0), ctx.task.kind)
