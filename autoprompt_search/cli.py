@@ -18,7 +18,7 @@ from . import demo
 from .errors import AutopromptError, DataError
 from .evaluator import Evaluator
 from .loaders import DEMOS, load_demo, load_task
-from .models import DEFAULT_MODEL, load_model
+from .models import DEFAULT_MODEL, LanguageModel, load_model
 from .prompt import Prompt
 from .searchers import SEARCHERS, Budget
 from .searchers.base import check_options
@@ -133,6 +133,11 @@ def _task(args: argparse.Namespace, *, split: str | None = None) -> Task:
     return load_task(args.data, field_map=args.field_map, label_field=args.label_field, split=split)
 
 
+def _evaluator(args: argparse.Namespace, lm: LanguageModel, *, progress: bool = False) -> Evaluator:
+    """The one Evaluator of a command, from the options every verb shares (new scoring options go here)."""
+    return Evaluator(lm, dtype=args.dtype, fact_match=args.fact_match, progress=progress)
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     single_file = args.data is not None and Path(args.data).is_file()
     task = _task(args, split=args.split if single_file else None)
@@ -145,7 +150,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         raise DataError("evaluate needs a prompt: give --template (and --verbalizer), or --prompt prompt.json")
     lm = load_model(args.model, device=args.device)
-    evaluator = Evaluator(lm, dtype=args.dtype, fact_match=args.fact_match, progress=True)
+    evaluator = _evaluator(args, lm, progress=True)
     started = time.perf_counter()
     result: dict[str, Any] = evaluator.evaluate(prompt, task.split(split), task)
     seconds = time.perf_counter() - started
@@ -180,7 +185,7 @@ def _discover(args: argparse.Namespace) -> int:
         raise DataError(f"bad option for searcher {args.searcher!r}: {error}; see its docstring") from None
     budget = Budget(args.iterations, args.forward_passes, args.seconds)  # refused before the model loads
     lm = load_model(args.model, device=args.device)
-    evaluator = Evaluator(lm, dtype=args.dtype, fact_match=args.fact_match)
+    evaluator = _evaluator(args, lm)
     started = time.perf_counter()
     result = searcher.search(task, lm, budget=budget, evaluator=evaluator, run_dir=args.out, resume=args.resume)
     print(f"best prompt: {result.prompt.render(lm.decode)!r}")
@@ -200,7 +205,7 @@ def _tune(args: argparse.Namespace) -> int:
     config = _searcher_options(args, task)
     budget = Budget(args.iterations, args.forward_passes, args.seconds)
     lm = load_model(args.model, device=args.device)
-    evaluator = Evaluator(lm, dtype=args.dtype, fact_match=args.fact_match)
+    evaluator = _evaluator(args, lm)
     result = tune(args.searcher, args.space, task, lm, config=config, trials=args.trials, budget=budget,
                   storage=args.storage, study=args.study, pruner=args.pruner, seed=args.seed, evaluator=evaluator,
                   out=args.out)
