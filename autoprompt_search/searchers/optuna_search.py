@@ -31,7 +31,7 @@ import torch
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState
 
-from ..errors import TemplateError, VerbalizerError
+from ..errors import StudyError, TemplateError, VerbalizerError
 from ..evaluator import ScoreTable, halving_sizes
 from ..grammar import Grammar, builtin_grammar
 from ..metrics import selection_score
@@ -202,10 +202,10 @@ class OptunaSearcher(Searcher):
     # --- helpers -------------------------------------------------------------------------------
     def _check_options(self) -> None:
         if self.pruner not in ("halving", "median", "none"):
-            raise TemplateError(f"unknown pruner {self.pruner!r} for the optuna searcher: use halving, median or none")
+            raise StudyError(f"unknown pruner {self.pruner!r} for the optuna searcher: use halving, median or none")
         for name in ("trials", "rungs", "label_examples"):
             if getattr(self, name) < 1:
-                raise TemplateError(f"the optuna searcher's {name} must be at least 1, got {getattr(self, name)}")
+                raise StudyError(f"the optuna searcher's {name} must be at least 1, got {getattr(self, name)}")
 
     def _open(self, ctx: SearchContext) -> None:
         self._order = [int(i) for i in np.random.default_rng(SHARED_SEED).permutation(len(ctx.select))]
