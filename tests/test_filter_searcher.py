@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from autoprompt_search import Budget
@@ -9,7 +10,7 @@ from autoprompt_search.errors import BudgetError, TemplateError
 from autoprompt_search.evaluator import Evaluator
 from autoprompt_search.metrics import selection_score
 from autoprompt_search.prompt import Prompt
-from autoprompt_search.searchers.filtering import FilterSearcher
+from autoprompt_search.searchers.filtering import FilterSearcher, _balanced_order
 
 WORDS = {"0": "bad", "1": "good"}
 GRAMMAR = "<<|Review: |Text: >>{sentence}<< It was| This is|\nSentiment:| Overall:>>[P]"
@@ -77,3 +78,19 @@ def test_fact_tasks_use_the_builtin_fact_pool(tiny_causal_lm, fact_task) -> None
 def test_bad_configs_are_refused_before_scoring(tiny_causal_lm, sentiment_task, config, error, match) -> None:
     with pytest.raises(error, match=match):
         FilterSearcher(**config).search(sentiment_task, tiny_causal_lm, progress=False)
+
+
+def test_training_slices_are_class_balanced(sentiment_task) -> None:
+    train = sentiment_task.split("train")
+    order = _balanced_order(train, np.random.default_rng(0).permutation(len(train)), "classification")
+    assert sorted(order) == list(range(len(train)))
+    labels = [train[i].label for i in order]
+    assert all(labels[k] != labels[k + 1] for k in range(len(labels) - 1))  # two classes take turns
+
+
+def test_coarse_rungs_in_bf16_count_their_forward_passes(tiny_causal_lm, sentiment_task) -> None:
+    fp32, _ = _search(tiny_causal_lm, sentiment_task, first_slice=3, finalists=2)
+    bf16, evaluator = _search(tiny_causal_lm, sentiment_task, first_slice=3, finalists=2, coarse_dtype="bfloat16")
+    assert evaluator.dtype == "float32"
+    assert bf16.history[-1].forward_passes == fp32.history[-1].forward_passes
+    assert bf16.config["coarse_dtype"] == "bfloat16"

@@ -16,21 +16,25 @@ candidates that survive cheap rounds (successive halving, Jamieson & Talwalkar 2
    score the children on all training examples, keep the best.
 4. **Final**: the top ``finalists`` are scored on the selection (dev) split; the best one wins.
 
-``halving=False`` scores every candidate on every training example in one rung instead (the
+``coarse_dtype="bfloat16"`` scores the training rungs in bf16 (worth it only on hardware with bf16
+matrix units); the selection split is always scored in the Evaluator's own precision (fp32 by
+default). ``halving=False`` scores every candidate on every training example in one rung instead (the
 ablation that shows what halving saves, in ``forward_passes`` of the history).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import AutopromptError, BudgetError, TemplateError
-from ..evaluator import best_first, halving_sizes
+from ..evaluator import Evaluator, best_first, halving_sizes
 from ..grammar import Grammar, builtin_grammar
 from ..metrics import selection_score
 from ..mutations import mutants
@@ -66,6 +70,7 @@ class FilterSearcher(Searcher):
         keep: float = 0.5,
         finalists: int = 4,
         halving: bool = True,
+        coarse_dtype: str | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(seed=seed)
@@ -75,6 +80,7 @@ class FilterSearcher(Searcher):
         self.generate, self.generate_examples = generate, generate_examples
         self.mutations, self.mutation_rounds = mutations, mutation_rounds
         self.first_slice, self.keep, self.finalists, self.halving = first_slice, keep, finalists, halving
+        self.coarse_dtype = coarse_dtype
         self._pool: list[Spec] = []
         self._alive: list[int] = []
         self._train_score: dict[int, float] = {}
@@ -86,7 +92,7 @@ class FilterSearcher(Searcher):
     def config(self) -> dict[str, Any]:
         keys = ("templates", "verbalizers", "grammar", "builtin", "label_words", "label_top_k", "generate",
                 "generate_examples", "mutations", "mutation_rounds", "first_slice", "keep", "finalists",
-                "halving", "seed")
+                "halving", "coarse_dtype", "seed")
         return {k: getattr(self, k) for k in keys}
 
     # --- searcher protocol ---------------------------------------------------------------------
@@ -94,7 +100,7 @@ class FilterSearcher(Searcher):
         if not 0 < self.keep < 1 or self.first_slice < 1 or self.finalists < 1:
             raise BudgetError(f"filter needs 0 < keep < 1, first_slice >= 1 and finalists >= 1; got keep={self.keep}, "
                               f"first_slice={self.first_slice}, finalists={self.finalists}: e.g. 0.5, 8, 4")
-        self._order = [int(i) for i in ctx.rng.permutation(len(ctx.train))]
+        self._order = _balanced_order(ctx.train, ctx.rng.permutation(len(ctx.train)), ctx.task.kind)
         anchors, self._pool = self._build_pool(ctx)
         self._alive = list(range(len(self._pool)))
         self._dev = dict(zip(anchors, self._select_scores(ctx, anchors), strict=True))
@@ -140,10 +146,10 @@ class FilterSearcher(Searcher):
 
     def _mutation_round(self, ctx: SearchContext) -> Step:
         parents = self._alive[: self.finalists]
-        verbalizers = {id(self._pool[i][1]): self._pool[i][1] for i in parents}  # children keep a parent's words
-        children = mutants([self._pool[i][0] for i in parents], self.mutations, rng=ctx.rng, lm=ctx.model,
+        verbalizers = _unique([self._pool[i][1] for i in parents])  # children take the parents' label words
+        children = mutants(_unique([self._pool[i][0] for i in parents]), self.mutations, rng=ctx.rng, lm=ctx.model,
                            bank=self._bank, exclude=[t for t, _ in self._pool])
-        specs = [spec for spec in itertools.product(children, verbalizers.values()) if self._usable(ctx, spec)]
+        specs = [spec for spec in itertools.product(children, verbalizers) if self._usable(ctx, spec)]
         new = list(range(len(self._pool), len(self._pool) + len(specs)))
         self._pool.extend(specs)
         scores = self._train_scores(ctx, new, len(ctx.train)) if new else []
@@ -168,16 +174,24 @@ class FilterSearcher(Searcher):
         return halving_sizes(n_train, 1 + max(0, math.ceil(math.log2(n_train / self.first_slice))))
 
     def _train_scores(self, ctx: SearchContext, indices: list[int], n: int) -> list[float]:
+        """Scores on the first ``n`` training examples, in ``coarse_dtype`` if one is set."""
         examples = [ctx.train[i] for i in self._order[:n]]
-        scores = self._scores(ctx, indices, examples)
+        evaluator = ctx.evaluator
+        if self.coarse_dtype not in (None, evaluator.dtype):
+            evaluator = dataclasses.replace(evaluator, dtype=self.coarse_dtype)
+        scores = self._scores(evaluator, ctx, indices, examples)
+        if evaluator is not ctx.evaluator:  # the budget counts every forward pass, whichever precision ran it
+            ctx.evaluator.forward_rows += evaluator.forward_rows
+            ctx.evaluator.forward_tokens += evaluator.forward_tokens
         self._train_score.update(zip(indices, scores, strict=True))
         return scores
 
     def _select_scores(self, ctx: SearchContext, indices: list[int]) -> list[float]:
-        return self._scores(ctx, indices, ctx.select)
+        return self._scores(ctx.evaluator, ctx, indices, ctx.select)
 
-    def _scores(self, ctx: SearchContext, indices: list[int], examples: Sequence[Example]) -> list[float]:
-        table = ctx.evaluator.score([self._prompt(i) for i in indices], examples, ctx.task)
+    def _scores(self, evaluator: Evaluator, ctx: SearchContext, indices: list[int],
+                examples: Sequence[Example]) -> list[float]:
+        table = evaluator.score([self._prompt(i) for i in indices], examples, ctx.task)
         return [selection_score(table.metrics(j), ctx.task.kind) for j in range(len(indices))]
 
     def _prompt(self, index: int) -> Prompt:
@@ -235,6 +249,18 @@ class FilterSearcher(Searcher):
         shown = [ctx.train[i] for i in self._order[: self.generate_examples]]
         return propose_templates(ctx.model, shown, words, ctx.task.fields, base, samples=self.generate,
                                  seed=self.seed)
+
+
+def _balanced_order(train: Sequence[Example], permutation: np.ndarray, kind: str) -> list[int]:
+    """Training examples in random order, classes taking turns (classification), so every slice is balanced."""
+    order = [int(i) for i in permutation]
+    if kind != "classification":
+        return order
+    by_label: dict[str | None, list[int]] = {}
+    for i in order:
+        by_label.setdefault(train[i].label, []).append(i)
+    turns = itertools.zip_longest(*by_label.values())
+    return [i for turn in turns for i in turn if i is not None]
 
 
 def _unique(items: list) -> list:
