@@ -196,14 +196,12 @@ class Evaluator:
                               "e.g. keep=0.5, rungs=3")
         alive = list(range(len(prompts)))
         history: list[dict] = []
-        for rung in range(rungs):
-            n = len(examples) if rung == rungs - 1 else max(1, len(examples) >> (rungs - 1 - rung))
+        for rung, n in enumerate(halving_sizes(len(examples), rungs)):
             table = self.score([prompts[i] for i in alive], examples[:n], task)
             scores = [metrics.selection_score(table.metrics(j), task.kind) for j in range(len(alive))]
             history.append({"rung": rung, "examples": n, "candidates": list(alive), "scores": scores})
-            order = sorted(range(len(alive)), key=lambda j: (-scores[j], alive[j]))
             survivors = len(alive) if rung == rungs - 1 else max(1, int(np.ceil(len(alive) * keep)))
-            alive = [alive[j] for j in order[:survivors]]
+            alive = best_first(alive, scores)[:survivors]
         return Ranking(alive, history[-1]["scores"], history)
 
 
@@ -224,6 +222,15 @@ def _chunks(jobs: Sequence[Job], members: Sequence[int], pairs: int) -> Iterator
             size += (stop - start) * n_prompts
     if chunk:
         yield chunk
+def halving_sizes(n_examples: int, rungs: int) -> list[int]:
+    """Example counts of successive-halving rungs: the last uses all ``n_examples``, each earlier one half the next."""
+    return [n_examples if r == rungs - 1 else max(1, n_examples >> (rungs - 1 - r)) for r in range(rungs)]
+
+
+def best_first(candidates: Sequence[int], scores: Sequence[float]) -> list[int]:
+    """``candidates`` sorted by ``scores`` (parallel), best first; ties go to the lower index."""
+    order = sorted(range(len(candidates)), key=lambda j: (-scores[j], candidates[j]))
+    return [candidates[j] for j in order]
 
 
 class _Plan:

@@ -35,6 +35,13 @@ CONFIGS: dict[str, Callable[[int], Searcher]] = {
     "prefix-tuning": lambda seed: SEARCHERS["prefix-tuning"](
         templates=["{sentence} It was[P]"], verbalizers=[VERBALIZER], prefix_length=2, mlp_hidden=16, batch_size=3,
         eval_every=1, seed=seed),
+    "filter": lambda seed: SEARCHERS["filter"](
+        templates=["{sentence} It was[P]"], verbalizers=[VERBALIZER],
+        grammar="<<|Review: >>{sentence}<< It was|\nSentiment:>>[P]", builtin=False, label_words=2, label_top_k=2,
+        mutations=3, mutation_rounds=1, first_slice=2, finalists=2, seed=seed),
+    "optuna": lambda seed: SEARCHERS["optuna"](
+        templates=["<<|Review: >>{sentence}<< It was|\nIn short:| All in all, it was>>[P]"],
+        verbalizers=[VERBALIZER, {"0": "terrible", "1": "great"}], trials=4, rungs=2, startup_trials=1, seed=seed),
 }
 
 

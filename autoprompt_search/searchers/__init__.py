@@ -2,8 +2,10 @@
 
 from .autoprompt import AutoPromptSearcher
 from .base import SEARCHERS, Budget, SearchContext, Searcher, SearchResult, Step, StepRecord, register
+from .filtering import FilterSearcher
 from .labels import LabelSearcher
 from .manual import ManualSearcher
+from .optuna_search import OptunaSearcher
 from .p_tuning import PTuningSearcher
 from .p_tuning_v2 import PTuningV2Searcher
 from .prefix_tuning import PrefixTuningSearcher
@@ -14,8 +16,10 @@ __all__ = [
     "SEARCHERS",
     "AutoPromptSearcher",
     "Budget",
+    "FilterSearcher",
     "LabelSearcher",
     "ManualSearcher",
+    "OptunaSearcher",
     "PTuningSearcher",
     "PTuningV2Searcher",
     "Parameterization",
