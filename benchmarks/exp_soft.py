@@ -8,7 +8,7 @@ p-tuning-v2 — when present) trains with its ``cpu`` preset. Each run writes
 872 GLUE dev sentences; LAMA test = mLAMA train ∪ dev of the relation.
 
     python -m benchmarks.exp_soft [--part sst2-16shot|sst2-full|lama|all|table] [--steps N]
-        [--seeds 13 21 ...] [--relations P19 ...] [--out DIR]
+        [--seeds 13 21 ...] [--methods prompt-tuning ...] [--relations P19 ...] [--out DIR]
 """
 
 from __future__ import annotations
@@ -87,11 +87,11 @@ def _template(method: str, soft: str, manual: str) -> list[str]:
 
 
 def sst2_16shot(lm, root: Path, steps: int | None, out: Path, seeds=SEEDS, template=SST2_SOFT,
-                init=SST2_INIT) -> None:
+                init=SST2_INIT, methods: list[str] | None = None) -> None:
     test = load_task(root / "SST-2" / "glue" / "dev.tsv").split("test")
     for seed in seeds:
         task = load_lmbff(root, "SST-2", seed=seed).with_splits(test=test)
-        for method in soft_methods():
+        for method in methods or soft_methods():
             config = {"templates": _template(method, template, SST2_MANUAL), "init": init}
             run_one(f"sst2-16shot-{method}-{seed}", task, method, config, SST2_MANUAL, SST2_WORDS, steps=steps,
                     seed=seed, lm=lm, out=out, test_key="sst2")
@@ -151,6 +151,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="training steps per run (default: the cpu preset's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="SST-2 16-shot data seeds")
     parser.add_argument("--relations", nargs="+", default=list(RELATIONS))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, help="SST-2 16-shot: these soft methods only")
     parser.add_argument("--template", default=SST2_SOFT, help="SST-2 soft template (shallow methods)")
     parser.add_argument("--init", default=SST2_INIT, help="SST-2 soft-vector init (see searchers/soft_init.py)")
     parser.add_argument("--out", type=Path, default=OUT, help="results folder (default results/soft)")
@@ -160,7 +161,7 @@ def main() -> None:
     if args.part != "table":
         lm = load_model("smollm2-135m", device="cpu")
         if args.part in ("sst2-16shot", "all"):
-            sst2_16shot(lm, root, args.steps, args.out, args.seeds, args.template, args.init)
+            sst2_16shot(lm, root, args.steps, args.out, args.seeds, args.template, args.init, args.methods)
         if args.part in ("lama", "all"):
             lama(lm, root, args.steps, args.out, relations=args.relations)
         if args.part in ("sst2-full", "all"):
