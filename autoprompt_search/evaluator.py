@@ -1,16 +1,18 @@
 """The one Evaluator every searcher shares: many (prompt, example) pairs → label-score tables.
 
 All candidates × examples of a call go through :func:`batching.run_queries` together, never one
-candidate at a time. Scores are true log-probabilities over the full vocabulary (log-softmax at
-the answer positions only, which costs <1 % of a forward pass), so multi-token label words,
-AutoPrompt's loss and P@1 all read off the same numbers.
+candidate at a time — and :meth:`Evaluator.score_many` puts several tasks, each with its own prompt
+(discrete, soft, deep or plain), into the same batches: one frozen model serving many tasks.
+Scores are true log-probabilities over the full vocabulary (log-softmax at the answer positions
+only, which costs <1 % of a forward pass), so multi-token label words, AutoPrompt's loss and P@1
+all read off the same numbers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -71,6 +73,14 @@ class ScoreTable:
         return [self.labels[i] for i in self.scores[candidate].argmax(axis=1)]
 
 
+class Job(NamedTuple):
+    """One task's share of a mixed batch: its prompt (or candidate prompts), examples and task."""
+
+    prompts: Prompt | Sequence[Prompt]
+    examples: Sequence[Example]
+    task: Task
+
+
 @dataclass
 class Ranking:
     """Result of :meth:`Evaluator.rank`: survivors best-first, their final scores, every rung."""
@@ -115,28 +125,56 @@ class Evaluator:
 
     def score(self, prompts: Sequence[Prompt], examples: Sequence[Example], task: Task) -> ScoreTable:
         """Score every prompt on every example in shared batched passes."""
-        if not examples:
-            raise DataError(f"no examples to score for task {task.name!r}: give a non-empty split")
-        check_examples(examples, task)
-        prompts = [self.encoder.validate(p, task) for p in prompts]
-        step = max(1, self.chunk_pairs // len(prompts))
-        parts = [self._score_chunk(prompts, examples[i : i + step], task) for i in range(0, len(examples), step)]
-        return parts[0] if len(parts) == 1 else ScoreTable.concat(parts)
+        return self.score_many([Job(prompts, examples, task)])[0]
 
-    def _score_chunk(self, prompts: Sequence[Prompt], examples: Sequence[Example], task: Task) -> ScoreTable:
+    def evaluate_many(self, jobs: Sequence[Job | tuple]) -> list[dict[str, float]]:
+        """Metrics of each job's prompt on its examples, all jobs scored in the same batches."""
+        return [table.metrics(0) for table in self.score_many(jobs)]
+
+    def score_many(self, jobs: Sequence[Job | tuple]) -> list[ScoreTable]:
+        """One ScoreTable per job; the rows of every job are sorted and packed together.
+
+        Jobs may mix tasks and prompt kinds; each result equals scoring that job alone (up to
+        float rounding from different padding). With ``normalize="labels"``, fact and
+        classification jobs run in separate passes (fact ranks need the full-vocabulary softmax).
+        """
+        checked = [self._check_job(Job(*job)) for job in jobs]
+        kinds = [[j for j, job in enumerate(checked) if job.task.kind == k] for k in ("classification", "fact")]
+        passes = [list(range(len(checked)))] if self.normalize == "vocab" else [k for k in kinds if k]
+        parts: list[list[ScoreTable]] = [[] for _ in checked]
+        for members in passes:
+            for chunk in _chunks(checked, members, self.chunk_pairs):
+                for (j, _, _), table in zip(chunk, self._score_chunk(checked, chunk), strict=True):
+                    parts[j].append(table)
+        return [p[0] if len(p) == 1 else ScoreTable.concat(p) for p in parts]
+
+    def _check_job(self, job: Job) -> Job:
+        prompts = [job.prompts] if isinstance(job.prompts, Prompt) else list(job.prompts)
+        if not job.examples:
+            raise DataError(f"no examples to score for task {job.task.name!r}: give a non-empty split")
+        if not prompts:
+            raise DataError(f"no prompts to score for task {job.task.name!r}: give at least one")
+        check_examples(job.examples, job.task)
+        return Job([self.encoder.validate(p, job.task) for p in prompts], job.examples, job.task)
+
+    def _score_chunk(self, jobs: Sequence[Job], chunk: Sequence[tuple[int, int, int]]) -> list[ScoreTable]:
+        """Score the slices ``(job, start, stop)`` of ``chunk`` in one :func:`run_queries` call."""
         plan = _Plan(self.encoder, self.model.is_causal, self.model.mask_id)
-        for c, prompt in enumerate(prompts):
-            for e, example in enumerate(examples):
-                plan.add(c, e, prompt, example, task)
+        prompts: list[Prompt] = []
+        for j, start, stop in chunk:
+            plan.add_job(len(prompts), jobs[j].prompts, jobs[j].examples[start:stop], jobs[j].task)
+            prompts.extend(jobs[j].prompts)
         cand = None if self.candidate_ids is None else torch.as_tensor(list(self.candidate_ids), device=self._lm.device)
         answers = run_queries(
-            self._lm, plan.rows, plan.queries, [p.soft for p in prompts],
-            groups=plan.groups if self.reuse_prefix else None, want_rank=task.kind == "fact",
+            self._lm, plan.rows, plan.queries, [p.soft for p in prompts], deep_tables=[p.deep for p in prompts],
+            groups=plan.groups if self.reuse_prefix else None,
+            want_rank=plan.ranked(),
+            want_hidden=any(p.head is not None for p in prompts),
             normalize=self.normalize, candidate_ids=cand, batch_tokens=self.batch_tokens, progress=self.progress,
         )
         self.forward_rows += len(plan.rows)
         self.forward_tokens += sum(len(r.ids) for r in plan.rows)
-        return plan.table(answers, prompts, examples, task, self.fact_match)
+        return plan.tables(answers, self.fact_match)
 
     def rank(
         self,
@@ -167,6 +205,23 @@ class Evaluator:
         return Ranking(alive, history[-1]["scores"], history)
 
 
+def _chunks(jobs: Sequence[Job], members: Sequence[int], pairs: int) -> Iterator[list[tuple[int, int, int]]]:
+    """Example slices ``(job, start, stop)`` of the ``members`` jobs, grouped so that each group
+    holds at most ``pairs`` (prompt, example) pairs (or a single slice of one example)."""
+    chunk: list[tuple[int, int, int]] = []
+    size = 0
+    for j in members:
+        n_prompts = len(jobs[j].prompts)
+        step = max(1, pairs // n_prompts)
+        for start in range(0, len(jobs[j].examples), step):
+            stop = min(start + step, len(jobs[j].examples))
+            if chunk and size + (stop - start) * n_prompts > pairs:
+                yield chunk
+                chunk, size = [], 0
+            chunk.append((j, start, stop))
+            size += (stop - start) * n_prompts
+    if chunk:
+        yield chunk
 def halving_sizes(n_examples: int, rungs: int) -> list[int]:
     """Example counts of successive-halving rungs: the last uses all ``n_examples``, each earlier one half the next."""
     return [n_examples if r == rungs - 1 else max(1, n_examples >> (rungs - 1 - r)) for r in range(rungs)]
@@ -189,23 +244,46 @@ class _Plan:
     def __init__(self, encoder: PromptEncoder, is_causal: bool, mask_id: int | None) -> None:
         self.encoder, self.is_causal, self.mask_id = encoder, is_causal, mask_id
         self.rows: list[Row] = []
-        self.groups: list[int] = []  # example index of each row: rows of one example may share a prefix
+        self.groups: list[int] = []  # (job, example) of each row: rows of one example may share a prefix
         self.queries = Queries([], [], [])
         self.words: list[list[list[list[int]]]] = []  # pair → label → word → query indices
+        self.jobs: list[tuple[int, Sequence[Prompt], Sequence[Example], Task]] = []  # first pair, prompts, ...
+        self._groups_used = 0
+        self._fact_queries: list[tuple[int, int]] = []  # query index ranges of fact jobs
 
-    def add(self, candidate: int, example_index: int, prompt: Prompt, example: Example, task: Task) -> None:
+    def add_job(self, first_prompt: int, prompts: Sequence[Prompt], examples: Sequence[Example], task: Task) -> None:
+        """Add every (prompt, example) pair; prompt ``c`` is table ``first_prompt + c`` for soft/deep lookups."""
+        self.jobs.append((len(self.words), prompts, examples, task))
+        first_query = len(self.queries.row)
+        for c, prompt in enumerate(prompts):
+            for e, example in enumerate(examples):
+                self._add(first_prompt + c, self._groups_used + e, prompt, example, task)
+        self._groups_used += len(examples)
+        if task.kind == "fact":
+            self._fact_queries.append((first_query, len(self.queries.row)))
+
+    def ranked(self) -> np.ndarray:
+        """(Q,) bool: the queries that need a rank (those of fact jobs)."""
+        mask = np.zeros(len(self.queries.row), dtype=bool)
+        for start, stop in self._fact_queries:
+            mask[start:stop] = True
+        return mask
+
+    def _add(self, table: int, group: int, prompt: Prompt, example: Example, task: Task) -> None:
         encoded = self.encoder.encode(prompt, example)
-        if task.kind == "classification":
+        if prompt.head is not None:  # one site, the answer slot, read by the head (any token will do)
+            targets = [[(self.encoder.lm.pad_id,)]]
+        elif task.kind == "classification":
             targets = self.encoder.label_word_ids(prompt, encoded)
         else:
             targets = [[self.encoder.word_ids(str(example.label), encoded.text_before)]]
-        self._example = example_index
-        self.words.append(self._causal(candidate, encoded, targets) if self.is_causal
-                          else self._masked(candidate, encoded, targets))
+        self._group, self._deep = group, table if prompt.deep is not None else None
+        self.words.append(self._causal(table, encoded, targets) if self.is_causal
+                          else self._masked(table, encoded, targets))
 
     def _row(self, ids: tuple[int, ...], candidate: int, soft: list[tuple[int, int]]) -> int:
-        self.rows.append(Row(ids, tuple((pos, candidate, k) for pos, k in soft)))
-        self.groups.append(self._example)
+        self.rows.append(Row(ids, tuple((pos, candidate, k) for pos, k in soft), self._deep))
+        self.groups.append(self._group)
         return len(self.rows) - 1
 
     def _causal(self, c: int, enc: Encoded, targets: list[list[tuple[int, ...]]]) -> list[list[list[int]]]:
@@ -238,24 +316,38 @@ class _Plan:
             out.append(per_word)
         return out
 
-    def table(self, answers, prompts, examples, task, fact_match) -> ScoreTable:
+    def tables(self, answers, fact_match) -> list[ScoreTable]:
+        """One table per job added, in order."""
+        return [self._table(answers, start, prompts, examples, task, fact_match)
+                for start, prompts, examples, task in self.jobs]
+
+    def _table(self, answers, start, prompts, examples, task, fact_match) -> ScoreTable:
         n_c, n_e = len(prompts), len(examples)
         lp = answers.logprob
         label_index = {label: i for i, label in enumerate(task.labels)}
+        words = self.words[start : start + n_c * n_e]
         if task.kind == "classification":
             scores = np.empty((n_c, n_e, len(task.labels)))
-            for pair, labels in enumerate(self.words):
+            for pair, labels in enumerate(words):
                 c, e = divmod(pair, n_e)
+                if prompts[c].head is not None:
+                    scores[c, e] = _head_log_probs(prompts[c].head, answers.hidden[labels[0][0][0]]).numpy()
+                    continue
                 reduce = np.mean if prompts[c].verbalizer.reduction == "mean" else np.sum
                 for li, words in enumerate(labels):
                     scores[c, e, li] = np.logaddexp.reduce([reduce(lp[q]) for q in words])
             gold = np.array([label_index.get(str(x.label), -1) for x in examples])
             return ScoreTable("classification", task.labels, gold, scores=scores)
-        first = np.array([w[0][0][0] for w in self.words])
-        whole = np.array([lp[w[0][0]].sum() for w in self.words])
-        greedy = np.array([bool(np.all(answers.rank[w[0][0]] == 1)) for w in self.words])
+        first = np.array([w[0][0][0] for w in words])
+        whole = np.array([lp[w[0][0]].sum() for w in words])
+        greedy = np.array([bool(np.all(answers.rank[w[0][0]] == 1)) for w in words])
         shape = (n_c, n_e)
         return ScoreTable(
             "fact", (), np.zeros(n_e, dtype=int), rank=answers.rank[first].reshape(shape),
             gold_logprob=whole.reshape(shape), greedy=greedy.reshape(shape), fact_match=fact_match,
         )
+
+
+def _head_log_probs(head: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """Class log-probs ``(..., L)`` of a linear head ``(L, H + 1)`` on hidden states ``(..., H)``."""
+    return torch.log_softmax(hidden.float() @ head[:, :-1].float().T + head[:, -1].float(), dim=-1)

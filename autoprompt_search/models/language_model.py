@@ -119,11 +119,12 @@ class LanguageModel:
     ) -> torch.Tensor:
         """Final hidden states ``(B, T, H)`` (after the last norm), without any vocabulary logits.
 
-        ``attention_mask`` covers the cached positions too when ``past_key_values`` is given.
+        ``attention_mask`` covers the cached positions too when ``past_key_values`` is given (a
+        masked LM takes a cache only as a deep prompt, see :mod:`deep_prompt`).
         """
         kwargs: dict[str, Any] = {"input_ids": input_ids, "inputs_embeds": inputs_embeds,
                                   "attention_mask": attention_mask}
-        if self.is_causal:
+        if self.is_causal or past_key_values is not None:
             kwargs.update({"use_cache": past_key_values is not None, self._cache_argument(): past_key_values,
                            "position_ids": position_ids})
         return self.model.base_model(**kwargs)[0]

@@ -12,7 +12,8 @@ and it can run before a trigger search.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ import numpy as np
 from ..differentiable import answer_log_probs
 from ..errors import TemplateError
 from ..prompt import Prompt
+from ..tasks import Example
 from ..template import parse_template
 from ..vocabulary import clean_token_mask
 from .base import SearchContext, register
@@ -79,26 +81,53 @@ def find_label_words(
     One pass over at most ``max_examples`` training examples (drawn with ``ctx.rng``); shared by the
     label-word searcher and the filter searcher, which crosses the words with its templates.
     """
+    examples = sample_examples(ctx.train, max_examples, ctx.rng)
+    found = candidate_words(ctx, template_text, examples, top_k=top_k, allow_capitalized=allow_capitalized)
+    assignments = _rank_assignments(found.log_probs, found.gold, found.tokens)[:count]
+    return [{label: ctx.model.decode([t]).strip() for label, t in zip(ctx.task.labels, combo, strict=True)}
+            for combo in assignments]
+
+
+@dataclass
+class CandidateWords:
+    """Per class, the ``top_k`` tokens with the highest mean log-prob at ``[P]`` over that class's
+    examples (``tokens[c]``), with the log-prob table ``(E, V)`` and gold class indices ``(E,)``."""
+
+    tokens: list[list[int]]
+    log_probs: np.ndarray
+    gold: np.ndarray
+
+    def words(self, decode: Callable[[list[int]], str]) -> list[list[str]]:
+        return [[decode([t]).strip() for t in tokens] for tokens in self.tokens]
+
+
+def candidate_words(
+    ctx: SearchContext, template: str, examples: Sequence[Example], *, top_k: int, allow_capitalized: bool = True
+) -> CandidateWords:
+    """LM-BFF's candidate label words per class for ``template`` (one forward pass per example); the
+    Optuna searcher lets TPE choose among them, label search ranks whole assignments of them."""
     if ctx.task.kind != "classification":
         raise TemplateError("label-word search needs a classification task; fact tasks have no label words")
-    template = parse_template(template_text)
-    if template.n_triggers or template.n_soft:
-        raise TemplateError(f"label search scores a plain template; {template_text!r} has [T]/[V] slots: drop them")
+    parsed = parse_template(template)
+    if parsed.n_triggers or parsed.n_soft:
+        raise TemplateError(f"label search scores a plain template; {template!r} has [T]/[V] slots: drop them")
     encoder = ctx.evaluator.encoder
-    n = min(max_examples, len(ctx.train))
-    examples = [ctx.train[int(i)] for i in sorted(ctx.rng.choice(len(ctx.train), size=n, replace=False))]
-    prompt = Prompt(template)
+    prompt = Prompt(parsed)
     log_probs = answer_log_probs(encoder, prompt, examples).numpy()  # (E, V)
     text_before = encoder.encode(prompt, examples[0]).text_before
     gold = np.array([ctx.task.labels.index(e.label) for e in examples])
     usable = clean_token_mask(ctx.model, word_start=False, allow_capitalized=allow_capitalized)
-    words: list[list[int]] = []
+    tokens = []
     for c in range(len(ctx.task.labels)):
         mean = np.where(usable, log_probs[gold == c].mean(axis=0), -np.inf)
-        words.append(_top_words(ctx, mean, text_before, top_k))
-    assignments = _rank_assignments(log_probs, gold, words)[:count]
-    return [{label: ctx.model.decode([t]).strip() for label, t in zip(ctx.task.labels, combo, strict=True)}
-            for combo in assignments]
+        tokens.append(_top_words(ctx, mean, text_before, top_k))
+    return CandidateWords(tokens, log_probs, gold)
+
+
+def sample_examples(examples: Sequence[Example], n: int, rng: np.random.Generator) -> list[Example]:
+    """Up to ``n`` examples, drawn without replacement and kept in their original order."""
+    n = min(n, len(examples))
+    return [examples[int(i)] for i in sorted(rng.choice(len(examples), size=n, replace=False))]
 
 
 def _top_words(ctx: SearchContext, mean: np.ndarray, text_before: str, top_k: int) -> list[int]:
