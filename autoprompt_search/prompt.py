@@ -14,6 +14,8 @@ from typing import Any
 import torch
 
 from . import atomic
+from .calibration import Calibration
+from .demonstrations import Demonstrations
 from .errors import PromptFileError
 from .template import Template, parse_template
 from .verbalizer import Verbalizer
@@ -35,13 +37,17 @@ class ModelSignature:
 @dataclass(frozen=True)
 class Prompt:
     """Everything needed to score an example: template, verbalizer (None for fact tasks),
-    trigger token ids filling the ``[T]`` slots, and soft vectors ``(n_soft, H)`` for ``[V]`` slots."""
+    trigger token ids filling the ``[T]`` slots, soft vectors ``(n_soft, H)`` for ``[V]`` slots, and
+    optionally contextual calibration (:mod:`calibration`) and in-context demonstrations
+    (:mod:`demonstrations`); None there means "as the Evaluator is configured"."""
 
     template: Template
     verbalizer: Verbalizer | None = None
     trigger_ids: tuple[int, ...] = ()
     soft: torch.Tensor | None = field(default=None, compare=False)
     model: ModelSignature | None = None
+    calibration: Calibration | None = None
+    demos: Demonstrations | None = None
 
     @classmethod
     def build(cls, template: str | Template, verbalizer: Verbalizer | str | dict | None = None, **kw: Any) -> Prompt:
@@ -51,7 +57,9 @@ class Prompt:
         return cls(parsed, verb, **kw)
 
     def with_triggers(self, ids: tuple[int, ...] | list[int]) -> Prompt:
-        return replace(self, trigger_ids=tuple(int(i) for i in ids))
+        """The prompt with other trigger tokens (a fitted calibration prior no longer applies)."""
+        calibration = self.calibration.unfitted() if self.calibration else None
+        return replace(self, trigger_ids=tuple(int(i) for i in ids), calibration=calibration)
 
     def render(self, decode: Any = None) -> str:
         """The template with trigger tokens filled in, for people (``decode`` maps one id to text)."""
@@ -80,6 +88,8 @@ class Prompt:
             "trigger_ids": list(self.trigger_ids),
             "trigger_tokens": [decode([i]) for i in self.trigger_ids] if decode else None,
             "model": vars(self.model) if self.model else None,
+            "calibration": self.calibration.to_json() if self.calibration else None,
+            "demonstrations": self.demos.to_json() if self.demos else None,
         }
         if self.soft is not None:
             data["soft"] = {"file": TENSOR_NAME, "shape": list(self.soft.shape)}
@@ -110,15 +120,17 @@ class Prompt:
             verbalizer = Verbalizer.from_json(data["verbalizer"]) if data.get("verbalizer") else None
             model = ModelSignature(**data["model"]) if data.get("model") else None
             triggers = tuple(int(i) for i in data.get("trigger_ids") or ())
+            calibration = Calibration.from_json(data["calibration"]) if data.get("calibration") else None
+            demos = Demonstrations.from_json(data["demonstrations"]) if data.get("demonstrations") else None
         except (OSError, KeyError, TypeError, ValueError, OverflowError, RecursionError) as error:
-            # ValueError covers JSONDecodeError, UnicodeDecodeError and template/verbalizer errors;
+            # ValueError covers JSONDecodeError, UnicodeDecodeError and template/verbalizer/calibration errors;
             # OverflowError an "Infinity" trigger id; RecursionError absurdly nested JSON.
             raise PromptFileError(
                 f"{path} is not a valid prompt file ({type(error).__name__}: {error}); it may be truncated or "
                 "hand-edited: restore it from the run directory or run the search again"
             ) from None
         soft = _load_soft(path.parent / TENSOR_NAME, data.get("soft")) if data.get("soft") else None
-        prompt = cls(template, verbalizer, triggers, soft, model)
+        prompt = cls(template, verbalizer, triggers, soft, model, calibration, demos)
         if len(triggers) not in (0, template.n_triggers):
             raise PromptFileError(
                 f"{path} has {len(triggers)} trigger ids for {template.n_triggers} [T] slots: give one id per slot "
