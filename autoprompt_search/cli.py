@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import demo
+from .demonstrations import Demonstrations
 from .errors import AutopromptError, DataError
 from .evaluator import Evaluator
 from .loaders import DEMOS, load_demo, load_task
@@ -87,6 +88,18 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     common.add_argument("--fact-match", default="first-token", choices=["first-token", "greedy"],
                         help="fact tasks: P@1 on the object's first token (LAMA) or its greedy whole word")
+    common.add_argument("--calibrate", action="store_true",
+                        help="contextual calibration (Zhao et al. 2021): divide out the label words' prior "
+                             "measured on content-free inputs (classification only)")
+    common.add_argument("--demos", type=int, metavar="K",
+                        help="in-context demonstrations from the train split: K per class (or K in all, "
+                             "see --demo-per-class) before each query")
+    common.add_argument("--demo-selection", default="random", choices=["random", "similar"],
+                        help="demonstrations drawn at random or most similar to the query (TF-IDF)")
+    common.add_argument("--demo-per-class", default=True, action=argparse.BooleanOptionalAction,
+                        help="K demonstrations per class (LM-BFF, default) or K in all")
+    common.add_argument("--demo-seed", type=int, default=0, help="seed of the demonstration draw")
+    common.add_argument("--demo-separator", default=r"\n\n", help=r"text between demonstrations (default \n\n)")
     common.add_argument("--output-json", type=Path, help="also write the printed JSON to this file")
     common.add_argument("-v", "--verbose", action="store_true")
 
@@ -128,12 +141,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         raise DataError("evaluate needs a prompt: give --template (and --verbalizer), or --prompt prompt.json")
     lm = load_model(args.model, device=args.device)
-    evaluator = Evaluator(lm, dtype=args.dtype, fact_match=args.fact_match, progress=True)
+    evaluator = _evaluator(args, lm, progress=True)
     started = time.perf_counter()
+    prompt = evaluator.fitted(prompt, task)
     result: dict[str, Any] = evaluator.evaluate(prompt, task.split(split), task)
     seconds = time.perf_counter() - started
     result.update(split=split, seconds=round(seconds, 3), examples_per_second=round(result["n"] / seconds, 2),
                   template=prompt.render(lm.decode), dtype=args.dtype)
+    if prompt.calibration:
+        result["calibration"] = prompt.calibration.to_json()
+    if prompt.demos:
+        result["demonstrations"] = prompt.demos.to_json()
     _emit(result, args.output_json)
     return 0
 
@@ -157,7 +175,7 @@ def _discover(args: argparse.Namespace) -> int:
         raise DataError(f"bad option for searcher {args.searcher!r}: {error}; see its docstring") from None
     budget = Budget(args.iterations, args.forward_passes, args.seconds)  # refused before the model loads
     lm = load_model(args.model, device=args.device)
-    evaluator = Evaluator(lm, dtype=args.dtype, fact_match=args.fact_match)
+    evaluator = _evaluator(args, lm)
     started = time.perf_counter()
     result = searcher.search(task, lm, budget=budget, evaluator=evaluator, run_dir=args.out, resume=args.resume)
     print(f"best prompt: {result.prompt.render(lm.decode)!r}")
@@ -168,6 +186,16 @@ def _discover(args: argparse.Namespace) -> int:
                "steps": len(result.history), "seconds": round(time.perf_counter() - started, 2)}
     _emit(summary, args.output_json)
     return 0
+
+
+def _evaluator(args: argparse.Namespace, lm: Any, *, progress: bool = False) -> Evaluator:
+    """The Evaluator the flags describe; a saved prompt's own calibration/demonstrations still win."""
+    demos = None
+    if args.demos is not None:
+        demos = Demonstrations(args.demos, args.demo_per_class, args.demo_selection, args.demo_seed,
+                               unescape_cli(args.demo_separator))
+    return Evaluator(lm, dtype=args.dtype, fact_match=args.fact_match, progress=progress,
+                     calibration="contextual" if args.calibrate else None, demos=demos)
 
 
 def _verbalizer_spec(text: str) -> dict[str, Any]:
