@@ -27,7 +27,7 @@ import torch
 from . import metrics
 from .batching import Normalize, Queries, Row, run_queries
 from .calibration import Calibration, calibrate, content_free_values, fit_prior
-from .demonstrations import DemoSelector, Demonstrations
+from .demonstrations import Demonstrations, DemoSelector
 from .encoding import Encoded, PromptEncoder, check_examples
 from .errors import BudgetError, DataError, TemplateError
 from .models.language_model import LanguageModel

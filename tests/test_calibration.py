@@ -60,7 +60,12 @@ def test_content_free_rows_share_the_batched_pass(tiny_causal_lm: LanguageModel,
                                                   monkeypatch) -> None:
     calls = []
     original = LanguageModel.hidden_states
-    monkeypatch.setattr(LanguageModel, "hidden_states", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LanguageModel, "hidden_states", counted)
     dev = sentiment_task.split("dev")
     prompts = [CAUSAL, Prompt.build("Review: {sentence}\nSentiment:[P]", VERBALIZER)]
     evaluator = Evaluator(tiny_causal_lm, calibration="contextual", reuse_prefix=False, batch_tokens=10**6)
