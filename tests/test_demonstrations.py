@@ -35,6 +35,7 @@ def test_selection_is_reproducible_per_seed_and_per_class(sentiment_task: Task) 
     chosen = [first.choose(q) for q in queries]
     assert chosen == [again.choose(q) for q in reversed(queries)][::-1]  # independent of query order
     assert chosen != [other.choose(q) for q in queries]
+    assert all(demos == chosen[0] for demos in chosen)  # one fixed context for queries outside the pool
     assert all(sorted(d.label for d in demos) == ["0", "0", "1", "1"] for demos in chosen)
     total = DemoSelector(pool, Demonstrations(k=3, per_class=False), per_class=False)
     assert all(len(total.choose(q)) == 3 for q in queries)
