@@ -59,13 +59,13 @@ def test_calibrate_and_fit_prior_by_hand() -> None:
 def test_content_free_rows_share_the_batched_pass(tiny_causal_lm: LanguageModel, sentiment_task: Task,
                                                   monkeypatch) -> None:
     calls = []
-    original = LanguageModel.hidden_states
+    original = tiny_causal_lm.hidden_states
 
-    def counted(self, *args, **kwargs):
+    def counted(*args, **kwargs):
         calls.append(1)
-        return original(self, *args, **kwargs)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(LanguageModel, "hidden_states", counted)
+    monkeypatch.setattr(tiny_causal_lm, "hidden_states", counted)
     dev = sentiment_task.split("dev")
     prompts = [CAUSAL, Prompt.build("Review: {sentence}\nSentiment:[P]", VERBALIZER)]
     evaluator = Evaluator(tiny_causal_lm, calibration="contextual", reuse_prefix=False, batch_tokens=10**6)
