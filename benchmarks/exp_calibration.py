@@ -22,6 +22,7 @@ import numpy as np
 from autoprompt_search import Evaluator, Prompt, atomic, load_model
 from autoprompt_search.demonstrations import Demonstrations
 from autoprompt_search.loaders import load_lmbff
+from autoprompt_search.tasks import k_shot
 
 from .common import RESULTS, data_dir, environment
 
@@ -47,7 +48,9 @@ def run_cell(lm, task, name: str, template: str, setting: str, seed: int, out: P
     demos = Demonstrations(k=1, selection=selection, seed=seed) if selection else None
     evaluator = Evaluator(lm, calibration="contextual" if calibrate else None, demos=demos, progress=True)
     source, words = TEMPLATES[template]
-    test = task.split("test")[:limit]
+    test = task.split("test")
+    if limit is not None:  # a class-balanced sample: test files are often sorted by label
+        test = k_shot(test, max(1, limit // len(task.labels)), seed=0)
     started = time.perf_counter()
     prompt = evaluator.fitted(Prompt.build(source, words), task)
     table = evaluator.score([prompt], test, task)
@@ -102,7 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=["SST-2", "mr", "cr"])
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
-    parser.add_argument("--limit", type=int, help="score only the first N test sentences (a quick check)")
+    parser.add_argument("--limit", type=int, help="score a class-balanced sample of N test sentences (a quick check)")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--data-dir")

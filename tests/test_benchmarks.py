@@ -246,13 +246,13 @@ def test_calibration_experiment_runs_resumes_and_tabulates(tmp_path: Path, tiny_
         lines = ["sentence\tlabel"] + [f"{s}\t{int(s.startswith('good'))}" for s in sentences]
         (split / f"{name}.tsv").write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
-    exp_calibration.run(tiny_causal_lm, tmp_path / "data", tasks=["SST-2"], seeds=[13], out=out, limit=3)
+    exp_calibration.run(tiny_causal_lm, tmp_path / "data", tasks=["SST-2"], seeds=[13], out=out, limit=4)
     cells = sorted(p.stem for p in out.glob("*.json"))
     assert len(cells) == len(exp_calibration.TEMPLATES) * len(exp_calibration.SETTINGS)
     record = json.loads((out / "sst-2-it-was-demos+cal-13.json").read_text())
-    assert record["test"]["n"] == 3 and record["prompt"]["calibration"]["p_cf"] and record["prompt"]["demonstrations"]
+    assert record["test"]["n"] == 4 and record["prompt"]["calibration"]["p_cf"] and record["prompt"]["demonstrations"]
     table = (out / "README.md").read_text()
     assert "| SST-2 | it-was |" in table and "(n=1" in table
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
-    exp_calibration.run(tiny_causal_lm, tmp_path / "data", tasks=["SST-2"], seeds=[13], out=out, limit=3)
+    exp_calibration.run(tiny_causal_lm, tmp_path / "data", tasks=["SST-2"], seeds=[13], out=out, limit=4)
     assert before == {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
