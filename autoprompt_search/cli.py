@@ -7,7 +7,6 @@ only bugs show a traceback.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import logging
 import sys
@@ -15,14 +14,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import demo
+from . import cli_many, demo
 from .demonstrations import Demonstrations
 from .errors import AutopromptError, DataError
 from .evaluator import Evaluator
 from .loaders import DEMOS, load_demo, load_task
-from .models import DEFAULT_MODEL, load_model
+from .models import DEFAULT_MODEL, LanguageModel, load_model
 from .prompt import Prompt
-from .searchers import SEARCHERS, Budget
+from .searchers import SEARCHERS, Budget, SoftSearcher
+from .searchers.base import check_options
+from .searchers.deep import DeepSearcher
 from .tasks import Task
 from .template import unescape_cli
 from .verbalizer import Verbalizer
@@ -76,48 +77,77 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="autoprompt-search", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    common = _Parser(add_help=False)
-    common.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or folder (default {DEFAULT_MODEL})")
+    model_options = _Parser(add_help=False)
+    model_options.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or folder (default {DEFAULT_MODEL})")
+    model_options.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    model_options.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    model_options.add_argument("--fact-match", default="first-token", choices=["first-token", "greedy"],
+                               help="fact tasks: P@1 on the object's first token (LAMA) or its greedy whole word")
+    model_options.add_argument("--calibrate", action="store_true",
+                               help="contextual calibration (Zhao et al. 2021): divide out the label words' prior "
+                                    "measured on content-free inputs (classification only)")
+    model_options.add_argument("--demos", type=int, metavar="K",
+                               help="in-context demonstrations from the train split: K per class (or K in all, "
+                                    "see --demo-per-class) before each query")
+    model_options.add_argument("--demo-selection", default="random", choices=["random", "similar"],
+                               help="demonstrations drawn at random or most similar to the query (TF-IDF)")
+    model_options.add_argument("--demo-per-class", default=True, action=argparse.BooleanOptionalAction,
+                               help="K demonstrations per class (LM-BFF, default) or K in all")
+    model_options.add_argument("--demo-seed", type=int, default=0, help="seed of the demonstration draw")
+    model_options.add_argument("--demo-separator", default=r"\n\n",
+                               help=r"text between demonstrations (default \n\n)")
+    model_options.add_argument("--output-json", type=Path, help="also write the printed JSON to this file")
+    model_options.add_argument("-v", "--verbose", action="store_true")
+
+    common = _Parser(add_help=False, parents=[model_options])
     common.add_argument("--data", help=f"data file or folder, or a demo task: {', '.join(DEMOS)}")
     common.add_argument("--field-map", type=_json_object,
                         help='JSON {template field: column}, e.g. \'{"sentence": "text"}\'')
     common.add_argument("--label-field", help="column holding the label (default: detected)")
     common.add_argument("--verbalizer", action="append", help='JSON label → word(s), e.g. \'{"0":"bad","1":"good"}\'')
     common.add_argument("--template", action="append", help=r"template, e.g. 'Review: {sentence}\nSentiment:[P]'")
-    common.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    common.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    common.add_argument("--fact-match", default="first-token", choices=["first-token", "greedy"],
-                        help="fact tasks: P@1 on the object's first token (LAMA) or its greedy whole word")
-    common.add_argument("--calibrate", action="store_true",
-                        help="contextual calibration (Zhao et al. 2021): divide out the label words' prior "
-                             "measured on content-free inputs (classification only)")
-    common.add_argument("--demos", type=int, metavar="K",
-                        help="in-context demonstrations from the train split: K per class (or K in all, "
-                             "see --demo-per-class) before each query")
-    common.add_argument("--demo-selection", default="random", choices=["random", "similar"],
-                        help="demonstrations drawn at random or most similar to the query (TF-IDF)")
-    common.add_argument("--demo-per-class", default=True, action=argparse.BooleanOptionalAction,
-                        help="K demonstrations per class (LM-BFF, default) or K in all")
-    common.add_argument("--demo-seed", type=int, default=0, help="seed of the demonstration draw")
-    common.add_argument("--demo-separator", default=r"\n\n", help=r"text between demonstrations (default \n\n)")
-    common.add_argument("--output-json", type=Path, help="also write the printed JSON to this file")
-    common.add_argument("-v", "--verbose", action="store_true")
 
     ev = sub.add_parser("evaluate", parents=[common], help="score one prompt on a data split")
     ev.add_argument("--split", help="split to score (default: the file itself, else test, else dev)")
     ev.add_argument("--prompt", type=Path, help="a saved prompt.json (instead of --template/--verbalizer)")
     ev.set_defaults(run=_evaluate)
 
-    disc = sub.add_parser("discover", parents=[common], help="search for a prompt and write a run directory")
-    disc.add_argument("--searcher", default="manual", choices=sorted(SEARCHERS))
-    disc.add_argument("--config", type=_json_object, default={}, help="JSON of searcher options")
-    disc.add_argument("--iterations", type=int, help="budget: searcher steps")
-    disc.add_argument("--forward-passes", type=int, help="budget: sequences run by the evaluator")
-    disc.add_argument("--seconds", type=float, help="budget: wall-clock seconds")
-    disc.add_argument("--seed", type=int, default=0)
+    cli_many.add_parser(sub, model_options)
+
+    searching = _Parser(add_help=False)
+    searching.add_argument("--searcher", default="manual", choices=sorted(SEARCHERS))
+    searching.add_argument("--config", type=_json_object, default={}, help="JSON of searcher options")
+    searching.add_argument("--iterations", type=int, help="budget: searcher steps")
+    searching.add_argument("--forward-passes", type=int, help="budget: sequences run by the evaluator")
+    searching.add_argument("--seconds", type=float, help="budget: wall-clock seconds")
+    searching.add_argument("--seed", type=int, default=0)
+
+    disc = sub.add_parser("discover", parents=[common, searching], help="search for a prompt and write a run directory")
     disc.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory (default runs/latest)")
     disc.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     disc.set_defaults(run=_discover)
+
+    exp = sub.add_parser("export-peft", help="write a trained soft prompt as a PEFT prompt-tuning adapter")
+    exp.add_argument("--prompt", type=Path, required=True, help="the prompt.json of a prompt-tuning/p-tuning run")
+    exp.add_argument("--model", default=DEFAULT_MODEL, help=f"the model it was trained on (default {DEFAULT_MODEL})")
+    exp.add_argument("--out", type=Path, required=True, help="folder for the PEFT adapter files")
+    exp.add_argument("-v", "--verbose", action="store_true")
+    exp.set_defaults(run=_export_peft)
+
+    tn = sub.add_parser("tune", parents=[common, searching],
+                        help="tune a searcher's hyperparameters with Optuna (objective: its dev score)")
+    tn.add_argument("--space", type=_json_object, required=True,
+                    help='JSON search space, e.g. \'{"num_cand": ["int", 8, 32], "lr": ["log", 1e-3, 1e-1]}\'')
+    tn.add_argument("--trials", type=int, default=20, help="trials (inner searches) this worker runs (default 20)")
+    tn.add_argument("--storage", help="study storage: a SQLite file or a URL like postgresql://user@host/db "
+                                      "(default: in memory); workers on one storage and --study share the study")
+    tn.add_argument("--study", default="autoprompt-tune", help="study name (default autoprompt-tune)")
+    tn.add_argument("--pruner", default="none", choices=["none", "median"],
+                    help="stop inner searches whose best-so-far trails the median at the same step")
+    tn.add_argument("--out", type=Path, default=Path("runs/tune"),
+                    help="folder for tune.json and one run directory per trial (default runs/tune); run again "
+                         "with the same --out and --storage to resume")
+    tn.set_defaults(run=_tune)
     return parser
 
 
@@ -127,6 +157,17 @@ def _task(args: argparse.Namespace, *, split: str | None = None) -> Task:
     if args.data in DEMOS and not Path(args.data).exists():
         return load_demo(args.data)
     return load_task(args.data, field_map=args.field_map, label_field=args.label_field, split=split)
+
+
+def _evaluator(args: argparse.Namespace, lm: LanguageModel, *, progress: bool = False) -> Evaluator:
+    """The one Evaluator of a command, from the options every verb shares (new scoring options go here);
+    a saved prompt's own calibration and demonstrations win over --calibrate/--demos."""
+    demos = None
+    if args.demos is not None:
+        demos = Demonstrations(args.demos, args.demo_per_class, args.demo_selection, args.demo_seed,
+                               unescape_cli(args.demo_separator))
+    return Evaluator(lm, dtype=args.dtype, fact_match=args.fact_match, progress=progress,
+                     calibration="contextual" if args.calibrate else None, demos=demos)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -156,19 +197,27 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _discover(args: argparse.Namespace) -> int:
-    task = _task(args)
+def _searcher_options(args: argparse.Namespace, task: Task) -> dict[str, Any]:
+    """--config with --template/--verbalizer folded in (or the demo defaults on a demo task)."""
     config = dict(args.config)
     templates = [unescape_cli(t) for t in args.template or []]
     verbalizers = [_verbalizer_spec(v) for v in args.verbalizer or []]
     if (args.data is None or args.data in DEMOS) and not templates:
-        defaults = demo.demo_config(args.searcher, task.kind)
+        soft = issubclass(SEARCHERS[args.searcher], SoftSearcher)
+        deep = issubclass(SEARCHERS[args.searcher], DeepSearcher)
+        defaults = demo.demo_config(args.searcher, task.kind, soft=soft, deep=deep)
         templates, verbalizers = defaults["templates"], verbalizers or defaults.get("verbalizers", [])
     if templates:
         config.setdefault("templates", templates)
     if verbalizers:
         config.setdefault("verbalizers", verbalizers)
-    _check_options(args.searcher, config)
+    return config
+
+
+def _discover(args: argparse.Namespace) -> int:
+    task = _task(args)
+    config = _searcher_options(args, task)
+    check_options(args.searcher, config)
     try:
         searcher = SEARCHERS[args.searcher](seed=args.seed, **config)
     except TypeError as error:
@@ -188,41 +237,34 @@ def _discover(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluator(args: argparse.Namespace, lm: Any, *, progress: bool = False) -> Evaluator:
-    """The Evaluator the flags describe; a saved prompt's own calibration/demonstrations still win."""
-    demos = None
-    if args.demos is not None:
-        demos = Demonstrations(args.demos, args.demo_per_class, args.demo_selection, args.demo_seed,
-                               unescape_cli(args.demo_separator))
-    return Evaluator(lm, dtype=args.dtype, fact_match=args.fact_match, progress=progress,
-                     calibration="contextual" if args.calibrate else None, demos=demos)
+def _export_peft(args: argparse.Namespace) -> int:
+    prompt = Prompt.load(args.prompt)
+    folder = prompt.export_peft(args.out, load_model(args.model, device="cpu"))
+    print(f"wrote a PEFT adapter to {folder}: peft.PeftModel.from_pretrained(base_model, {str(folder)!r})")
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from .tune import tune
+
+    task = _task(args)
+    config = _searcher_options(args, task)
+    budget = Budget(args.iterations, args.forward_passes, args.seconds)
+    lm = load_model(args.model, device=args.device)
+    evaluator = _evaluator(args, lm)
+    result = tune(args.searcher, args.space, task, lm, config=config, trials=args.trials, budget=budget,
+                  storage=args.storage, study=args.study, pruner=args.pruner, seed=args.seed, evaluator=evaluator,
+                  out=args.out)
+    summary = {"searcher": result.searcher, "best_params": result.best_params, "best_dev_score": result.best_value,
+               "best_run": result.best_run, "trials": len(result.trials), "study": args.study, "out": str(args.out)}
+    _emit(summary, args.output_json)
+    return 0
 
 
 def _verbalizer_spec(text: str) -> dict[str, Any]:
     """A --verbalizer value as a dict, refused with a VerbalizerError when it is not one."""
     Verbalizer.parse(text)
     return json.loads(text)
-
-
-def _check_options(name: str, config: dict[str, Any]) -> None:
-    """Refuse unknown or missing searcher options, naming the ones the searcher takes."""
-    parameters = inspect.signature(SEARCHERS[name].__init__).parameters
-    accepted = [p for p in parameters if p not in ("self", "seed")
-                and parameters[p].kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
-    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return
-    if "seed" in config:
-        raise DataError("give the seed with --seed, not inside --config")
-    if unknown := sorted(set(config) - set(accepted)):
-        raise DataError(
-            f"unknown option(s) {', '.join(unknown)} for searcher {name!r} in --config: "
-            f"it takes {', '.join(accepted) or 'no options'}; fix the spelling or drop them"
-        )
-    required = [p for p in accepted if parameters[p].default is inspect.Parameter.empty and p not in config]
-    if required:
-        flags = {"templates": "--template", "verbalizers": "--verbalizer"}
-        how = ", ".join(f"{p} ({flags[p]})" if p in flags else p for p in required)
-        raise DataError(f"searcher {name!r} needs {how}: pass it on the command line or in --config")
 
 
 def _emit(data: dict[str, Any], path: Path | None) -> None:

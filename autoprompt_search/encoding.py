@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from .deep_prompt import check_deep
 from .errors import DataError, PromptFileError, TemplateError
 from .models.language_model import LanguageModel
 from .prompt import Prompt
@@ -92,11 +93,15 @@ class PromptEncoder:
                 "matching soft vectors: train them with a soft-prompt searcher"
             )
         prompt.check_model(self.lm.name, self.lm.vocab_size, self.lm.hidden_size)
+        if prompt.deep is not None:
+            check_deep(prompt.deep, self.lm, prompt.model.name if prompt.model else None)
         if bad := [i for i in prompt.trigger_ids if not 0 <= i < self.lm.vocab_size]:
             raise PromptFileError(
                 f"trigger ids {bad} are outside this model's vocabulary of {self.lm.vocab_size}: the prompt was "
                 "made for another model; evaluate it with that model or search again"
             )
+        if prompt.head is not None:
+            return _fit_head(prompt, task, self.lm.hidden_size)
         if task.kind == "classification":
             if prompt.verbalizer is None:
                 raise TemplateError(
@@ -138,7 +143,8 @@ class PromptEncoder:
 
     @staticmethod
     def _demo_word(prompt: Prompt, demo: Example) -> str:
-        """The word a demonstration shows at ``[P]``: its label's first word, or a fact's object."""
+        """The word a demonstration shows at ``[P]``: its label's first word, or the label itself where
+        there are no label words (a fact's object; a linear head's class name)."""
         if demo.label is None:
             raise DataError("a demonstration has no label: the demonstration pool (train split) must be labelled")
         if prompt.verbalizer is None:
@@ -204,6 +210,20 @@ def _field_values(prompt: Prompt, example: Example) -> dict[str, str]:
             )
         values[name] = str(example.fields[name])
     return values
+
+
+def _fit_head(prompt: Prompt, task: Task, hidden_size: int) -> Prompt:
+    """A prompt with a linear head, its rows reordered to the task's labels."""
+    if task.kind != "classification":
+        raise TemplateError(f"task {task.name!r} is a fact task: a linear head classifies, it cannot name objects")
+    if sorted(prompt.head_labels) != sorted(task.labels) or prompt.head.shape != (len(task.labels), hidden_size + 1):
+        raise PromptFileError(
+            f"the prompt's head has shape {list(prompt.head.shape)} for labels {list(prompt.head_labels)}, but task "
+            f"{task.name!r} has labels {list(task.labels)} and the model hidden size {hidden_size}: train a head "
+            "for this task and model"
+        )
+    rows = [prompt.head_labels.index(label) for label in task.labels]
+    return replace(prompt, head=prompt.head[rows], head_labels=tuple(task.labels))
 
 
 def check_examples(examples: Sequence[Example], task: Task) -> None:

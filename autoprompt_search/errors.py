@@ -34,3 +34,7 @@ class PromptFileError(AutopromptError):
 
 class BudgetError(AutopromptError):
     """A search budget that allows no work at all."""
+
+
+class StudyError(AutopromptError):
+    """An Optuna study that cannot be opened or joined, or a search space that does not parse."""

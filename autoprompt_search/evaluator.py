@@ -1,41 +1,43 @@
 """The one Evaluator every searcher shares: many (prompt, example) pairs → label-score tables.
 
 All candidates × examples of a call go through :func:`batching.run_queries` together, never one
-candidate at a time. Scores are true log-probabilities over the full vocabulary (log-softmax at
-the answer positions only, which costs <1 % of a forward pass), so multi-token label words,
-AutoPrompt's loss and P@1 all read off the same numbers.
+candidate at a time — and :meth:`Evaluator.score_many` puts several tasks, each with its own prompt
+(discrete, soft, deep or plain), into the same batches: one frozen model serving many tasks.
+Scores are true log-probabilities over the full vocabulary (log-softmax at the answer positions
+only, which costs <1 % of a forward pass), so multi-token label words, AutoPrompt's loss and P@1
+all read off the same numbers.
 
-Two options change what is scored, for every searcher at once (a prompt's own setting wins):
-``calibration="contextual"`` divides out the label-word prior measured on content-free inputs
-(:mod:`calibration`; their rows join the same batched passes, the prior is cached per prompt), and
-``demos=Demonstrations(k=1)`` puts in-context demonstrations from the task's train split before
-each query (:mod:`demonstrations`). :meth:`Evaluator.fitted` returns a prompt carrying both, with
-the fitted prior, which is what a search saves.
+Two options change what is scored, for every searcher and every job at once (a prompt's own setting
+wins): ``calibration="contextual"`` divides out the label-word prior measured on content-free inputs
+(:mod:`calibration`; their rows join the same batched passes as one more job per prompt, the prior
+is cached per prompt), and ``demos=Demonstrations(k=1)`` puts in-context demonstrations from the
+task's train split before each query (:mod:`demonstrations`). :meth:`Evaluator.fitted` returns a
+prompt carrying both, with the fitted prior, which is what a search saves.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
 
 from . import metrics
 from .batching import Normalize, Queries, Row, run_queries
-from .calibration import Calibration, calibrate, content_free_values, fit_prior
-from .demonstrations import Demonstrations, DemoSelector
+from .calibration import Calibration
+from .demonstrations import Demonstrations
 from .encoding import Encoded, PromptEncoder, check_examples
 from .errors import BudgetError, DataError, TemplateError
+from .in_context import InContext, Priors
 from .models.language_model import LanguageModel
 from .prompt import Prompt
 from .tasks import Example, Task
 
 FactMatch = Literal["first-token", "greedy"]
-_CACHE_LIMIT = 4096
+#: (prompt, example, task) → the demonstrations before that example (:meth:`InContext.demonstrations`).
+DemoSource = Callable[[Prompt, Example, Task], Sequence[Example]]
 
 
 @dataclass
@@ -86,6 +88,14 @@ class ScoreTable:
         return [self.labels[i] for i in self.scores[candidate].argmax(axis=1)]
 
 
+class Job(NamedTuple):
+    """One task's share of a mixed batch: its prompt (or candidate prompts), examples and task."""
+
+    prompts: Prompt | Sequence[Prompt]
+    examples: Sequence[Example]
+    task: Task
+
+
 @dataclass
 class Ranking:
     """Result of :meth:`Evaluator.rank`: survivors best-first, their final scores, every rung."""
@@ -128,8 +138,7 @@ class Evaluator:
         self._lm = self.model.with_dtype(self.dtype)
         self.encoder = PromptEncoder(self.model)
         self.calibration = Calibration.coerce(self.calibration)
-        self._priors: dict[tuple, np.ndarray] = {}  # prompt key → fitted p_cf (L,)
-        self._selectors: dict[tuple, DemoSelector] = {}  # (pool id, config, per_class) → selector
+        self.context = InContext(self.model)  # cached priors and demonstration selectors
 
     def settle(self, prompt: Prompt) -> Prompt:
         """The prompt with this Evaluator's calibration and demonstrations where it has none of its own."""
@@ -138,10 +147,10 @@ class Evaluator:
     def fitted(self, prompt: Prompt, task: Task) -> Prompt:
         """The prompt exactly as it scores here on ``task``: settled, fitted to the task's labels, and
         with its calibration prior p_cf recorded — what a search saves, so it scores the same later."""
-        prompt = self._prepare([prompt], task)[0]
+        prompt = self.prepare(prompt, task)
         if prompt.calibration is None or prompt.calibration.fitted:
             return prompt
-        table = self._score_chunk([prompt], [], task)
+        table = self._score_chunk([Job([prompt], (), task)], [(0, 0, 0)])[0]  # content-free rows only
         return replace(prompt, calibration=prompt.calibration.with_prior(task.labels, table.p_cf[0]))
 
     def evaluate(self, prompt: Prompt, examples: Sequence[Example], task: Task) -> dict[str, float]:
@@ -150,115 +159,81 @@ class Evaluator:
 
     def score(self, prompts: Sequence[Prompt], examples: Sequence[Example], task: Task) -> ScoreTable:
         """Score every prompt on every example in shared batched passes."""
-        if not examples:
-            raise DataError(f"no examples to score for task {task.name!r}: give a non-empty split")
-        check_examples(examples, task)
-        prompts = self._prepare(prompts, task)
-        step = max(1, self.chunk_pairs // len(prompts))
-        parts = [self._score_chunk(prompts, examples[i : i + step], task) for i in range(0, len(examples), step)]
-        return parts[0] if len(parts) == 1 else ScoreTable.concat(parts)
+        return self.score_many([Job(prompts, examples, task)])[0]
 
-    def _prepare(self, prompts: Sequence[Prompt], task: Task) -> list[Prompt]:
-        prompts = [self.encoder.validate(self.settle(p), task) for p in prompts]
-        if task.kind != "classification" and any(p.calibration for p in prompts):
+    def evaluate_many(self, jobs: Sequence[Job | tuple]) -> list[dict[str, float]]:
+        """Metrics of each job's prompt on its examples, all jobs scored in the same batches."""
+        return [table.metrics(0) for table in self.score_many(jobs)]
+
+    def score_many(self, jobs: Sequence[Job | tuple]) -> list[ScoreTable]:
+        """One ScoreTable per job; the rows of every job are sorted and packed together.
+
+        Jobs may mix tasks and prompt kinds; each result equals scoring that job alone (up to
+        float rounding from different padding). With ``normalize="labels"``, fact and
+        classification jobs run in separate passes (fact ranks need the full-vocabulary softmax).
+        """
+        checked = [self._check_job(Job(*job)) for job in jobs]
+        kinds = [[j for j, job in enumerate(checked) if job.task.kind == k] for k in ("classification", "fact")]
+        passes = [list(range(len(checked)))] if self.normalize == "vocab" else [k for k in kinds if k]
+        parts: list[list[ScoreTable]] = [[] for _ in checked]
+        for members in passes:
+            for chunk in _chunks(checked, members, self.chunk_pairs):
+                for (j, _, _), table in zip(chunk, self._score_chunk(checked, chunk), strict=True):
+                    parts[j].append(table)
+        return [p[0] if len(p) == 1 else ScoreTable.concat(p) for p in parts]
+
+    def prepare(self, prompt: Prompt, task: Task) -> Prompt:
+        """The prompt as it is scored here on ``task``: settled (see :meth:`settle`) and validated."""
+        prompt = self.encoder.validate(self.settle(prompt), task)
+        if task.kind != "classification" and prompt.calibration:
             raise TemplateError(
                 f"contextual calibration rescales the probabilities of a closed set of label words, but task "
                 f"{task.name!r} is a fact task whose answer can be any word: score it without calibration"
             )
-        return prompts
+        return prompt
 
-    def _score_chunk(self, prompts: Sequence[Prompt], examples: Sequence[Example], task: Task) -> ScoreTable:
-        plan = _Plan(self.encoder, self.model.is_causal, self.model.mask_id)
-        for c, prompt in enumerate(prompts):
-            for e, example in enumerate(examples):
-                plan.add(c, e, prompt, example, task, self._demos(prompt, example, task))
-        priors = [self._prior(p, task) for p in prompts]
-        for c, prompt in enumerate(prompts):  # content-free rows join the same passes
-            if prompt.calibration is not None and priors[c] is None:
-                for j, example in enumerate(self._content_free(prompt)):
-                    plan.add(c, len(examples) + j, prompt, example, task, self._demos(prompt, example, task))
+    def _check_job(self, job: Job) -> Job:
+        prompts = [job.prompts] if isinstance(job.prompts, Prompt) else list(job.prompts)
+        if not job.examples:
+            raise DataError(f"no examples to score for task {job.task.name!r}: give a non-empty split")
+        if not prompts:
+            raise DataError(f"no prompts to score for task {job.task.name!r}: give at least one")
+        check_examples(job.examples, job.task)
+        return Job([self.prepare(p, job.task) for p in prompts], job.examples, job.task)
+
+    def _score_chunk(self, jobs: Sequence[Job], chunk: Sequence[tuple[int, int, int]]) -> list[ScoreTable]:
+        """Score the slices ``(job, start, stop)`` of ``chunk`` in one :func:`run_queries` call; the
+        content-free inputs of calibrated prompts whose prior is not known yet join it as extra jobs."""
+        plan = _Plan(self.encoder, self.model.is_causal, self.model.mask_id, self.context.demonstrations)
+        prompts: list[Prompt] = []
+        for j, start, stop in chunk:
+            plan.add_job(len(prompts), jobs[j].prompts, jobs[j].examples[start:stop], jobs[j].task)
+            prompts.extend(jobs[j].prompts)
+        unfitted = self.context.unfitted((p, jobs[j].task) for j, _, _ in chunk for p in jobs[j].prompts)
+        for prompt, task in unfitted.values():
+            plan.add_job(len(prompts), [prompt], self.context.content_free(prompt), task)
+            prompts.append(prompt)
         cand = None if self.candidate_ids is None else torch.as_tensor(list(self.candidate_ids), device=self._lm.device)
         answers = run_queries(
-            self._lm, plan.rows, plan.queries, [p.soft for p in prompts],
-            groups=plan.groups if self.reuse_prefix else None, want_rank=task.kind == "fact",
+            self._lm, plan.rows, plan.queries, [p.soft for p in prompts], deep_tables=[p.deep for p in prompts],
+            groups=plan.groups if self.reuse_prefix else None,
+            want_rank=plan.ranked(),
+            want_hidden=any(p.head is not None for p in prompts),
             normalize=self.normalize, candidate_ids=cand, batch_tokens=self.batch_tokens, progress=self.progress,
         )
         self.forward_rows += len(plan.rows)
         self.forward_tokens += sum(len(r.ids) for r in plan.rows)
-        if task.kind != "classification":
-            return plan.fact_table(answers, len(prompts), examples, self.fact_match)
-        raw = plan.class_scores(answers, prompts, len(task.labels))  # (C, examples + content-free, L)
-        label_index = {label: i for i, label in enumerate(task.labels)}
-        gold = np.array([label_index.get(str(x.label), -1) for x in examples], dtype=int)
-        scores, p_cf = self._calibrated(raw, prompts, priors, len(examples), task)
-        return ScoreTable("classification", task.labels, gold, scores=scores, p_cf=p_cf)
+        tables = plan.tables(answers, self.fact_match)
+        scored, free = tables[: len(chunk)], tables[len(chunk) :]
+        fresh = self.context.fit(unfitted, [table.scores[0] for table in free])
+        return [self._calibrated(table, jobs[j], fresh) for (j, _, _), table in zip(chunk, scored, strict=True)]
 
-    # --- calibration and demonstrations ---------------------------------------------------------
-    def _calibrated(self, raw: np.ndarray, prompts: Sequence[Prompt], priors: list[np.ndarray | None],
-                    n_examples: int, task: Task) -> tuple[np.ndarray, np.ndarray | None]:
-        """Scores (C, E, L), calibrated for calibrated prompts, and their priors (C, L) (or None)."""
-        scores = raw[:, :n_examples].copy()
-        if not any(p.calibration for p in prompts):
-            return scores, None
-        p_cf = np.full((len(prompts), len(task.labels)), np.nan)
-        for c, prompt in enumerate(prompts):
-            if prompt.calibration is None:
-                continue
-            if priors[c] is None:
-                n_free = len(prompt.calibration.content_free)
-                priors[c] = fit_prior(raw[c, n_examples : n_examples + n_free])
-                self._remember(self._priors, self._prior_key(prompt, task), priors[c])
-            scores[c] = calibrate(scores[c], priors[c])
-            p_cf[c] = priors[c]
-        return scores, p_cf
-
-    def _prior(self, prompt: Prompt, task: Task) -> np.ndarray | None:
-        """The prompt's p_cf (L,) if recorded or already fitted here; None if it must be fitted."""
-        if prompt.calibration is None:
-            return None
-        if prompt.calibration.fitted:
-            return prompt.calibration.prior(task.labels)
-        return self._priors.get(self._prior_key(prompt, task))
-
-    def _prior_key(self, prompt: Prompt, task: Task) -> tuple:
-        """What p_cf depends on: the prompt (soft vectors by content) and the demonstration pool."""
-        soft = None if prompt.soft is None else hashlib.sha1(
-            prompt.soft.detach().float().cpu().numpy().tobytes()).hexdigest()
-        pool = id(task.split("train")) if prompt.demos else None
-        verbalizer = json.dumps(prompt.verbalizer.to_json()) if prompt.verbalizer else None
-        return (prompt.template.source, verbalizer, prompt.trigger_ids, soft, prompt.demos,
-                prompt.calibration, self.model.name, pool)
-
-    def _content_free(self, prompt: Prompt) -> list[Example]:
-        """Zhao et al.'s content-free inputs: each string in every field of the template."""
-        assert prompt.calibration is not None
-        mask = None if self.model.is_causal else self.model.tokenizer.mask_token
-        strings = content_free_values(prompt.calibration.content_free, mask)
-        return [Example({name: text for name in prompt.template.fields}) for text in strings]
-
-    def _demos(self, prompt: Prompt, example: Example, task: Task) -> list[Example]:
-        """The demonstrations that go before ``example`` (none unless the prompt asks for them)."""
-        if prompt.demos is None:
-            return []
-        if not task.has_split("train"):
-            raise DataError(
-                f"in-context demonstrations come from the task's train split, but task {task.name!r} has none "
-                f"(splits: {sorted(k for k in task.splits if task.has_split(k))}): load a folder with a train "
-                "file (train.tsv) or a file whose 'split' column marks train rows, or score without demonstrations"
-            )
-        pool = task.split("train")
-        per_class = prompt.demos.per_class and task.kind == "classification"
-        key = (id(pool), prompt.demos, per_class)
-        if key not in self._selectors:
-            self._remember(self._selectors, key, DemoSelector(pool, prompt.demos, per_class=per_class))
-        return self._selectors[key].choose(example)
-
-    def _remember(self, cache: dict, key: tuple, value: object) -> None:
-        """Bounded caches; priors are keyed by pool ids that only the selectors keep alive, so both go."""
-        if len(cache) >= _CACHE_LIMIT:
-            self._priors.clear()
-            self._selectors.clear()
-        cache[key] = value
+    def _calibrated(self, table: ScoreTable, job: Job, fresh: Priors) -> ScoreTable:
+        """The job's table with its calibrated prompts' scores calibrated and their priors in ``p_cf``."""
+        if table.kind != "classification":
+            return table
+        scores, p_cf = self.context.calibrated(table.scores, job.prompts, job.task, fresh)
+        return replace(table, scores=scores, p_cf=p_cf)
 
     def rank(
         self,
@@ -280,15 +255,41 @@ class Evaluator:
                               "e.g. keep=0.5, rungs=3")
         alive = list(range(len(prompts)))
         history: list[dict] = []
-        for rung in range(rungs):
-            n = len(examples) if rung == rungs - 1 else max(1, len(examples) >> (rungs - 1 - rung))
+        for rung, n in enumerate(halving_sizes(len(examples), rungs)):
             table = self.score([prompts[i] for i in alive], examples[:n], task)
             scores = [metrics.selection_score(table.metrics(j), task.kind) for j in range(len(alive))]
             history.append({"rung": rung, "examples": n, "candidates": list(alive), "scores": scores})
-            order = sorted(range(len(alive)), key=lambda j: (-scores[j], alive[j]))
             survivors = len(alive) if rung == rungs - 1 else max(1, int(np.ceil(len(alive) * keep)))
-            alive = [alive[j] for j in order[:survivors]]
+            alive = best_first(alive, scores)[:survivors]
         return Ranking(alive, history[-1]["scores"], history)
+
+
+def _chunks(jobs: Sequence[Job], members: Sequence[int], pairs: int) -> Iterator[list[tuple[int, int, int]]]:
+    """Example slices ``(job, start, stop)`` of the ``members`` jobs, grouped so that each group
+    holds at most ``pairs`` (prompt, example) pairs (or a single slice of one example)."""
+    chunk: list[tuple[int, int, int]] = []
+    size = 0
+    for j in members:
+        n_prompts = len(jobs[j].prompts)
+        step = max(1, pairs // n_prompts)
+        for start in range(0, len(jobs[j].examples), step):
+            stop = min(start + step, len(jobs[j].examples))
+            if chunk and size + (stop - start) * n_prompts > pairs:
+                yield chunk
+                chunk, size = [], 0
+            chunk.append((j, start, stop))
+            size += (stop - start) * n_prompts
+    if chunk:
+        yield chunk
+def halving_sizes(n_examples: int, rungs: int) -> list[int]:
+    """Example counts of successive-halving rungs: the last uses all ``n_examples``, each earlier one half the next."""
+    return [n_examples if r == rungs - 1 else max(1, n_examples >> (rungs - 1 - r)) for r in range(rungs)]
+
+
+def best_first(candidates: Sequence[int], scores: Sequence[float]) -> list[int]:
+    """``candidates`` sorted by ``scores`` (parallel), best first; ties go to the lower index."""
+    order = sorted(range(len(candidates)), key=lambda j: (-scores[j], candidates[j]))
+    return [candidates[j] for j in order]
 
 
 class _Plan:
@@ -296,32 +297,55 @@ class _Plan:
 
     Causal LM: one row holds the context; a word's first token is read at its last position, and a
     multi-token word gets one extra row (context + its tokens but the last) for the rest. Masked LM:
-    one row per distinct word length, with that many mask tokens at the answer slot.
+    one row per distinct word length, with that many mask tokens at the answer slot. ``demos`` gives
+    the in-context demonstrations that go before each (prompt, example) pair.
     """
 
-    def __init__(self, encoder: PromptEncoder, is_causal: bool, mask_id: int | None) -> None:
-        self.encoder, self.is_causal, self.mask_id = encoder, is_causal, mask_id
+    def __init__(self, encoder: PromptEncoder, is_causal: bool, mask_id: int | None,
+                 demos: DemoSource | None = None) -> None:
+        self.encoder, self.is_causal, self.mask_id, self.demos = encoder, is_causal, mask_id, demos
         self.rows: list[Row] = []
-        self.groups: list[int] = []  # example index of each row: rows of one example may share a prefix
+        self.groups: list[int] = []  # (job, example) of each row: rows of one example may share a prefix
         self.queries = Queries([], [], [])
         self.words: list[list[list[list[int]]]] = []  # pair → label → word → query indices
-        self.pairs: list[tuple[int, int]] = []  # pair → (candidate, slot: example or content-free input)
+        self.jobs: list[tuple[int, Sequence[Prompt], Sequence[Example], Task]] = []  # first pair, prompts, ...
+        self._groups_used = 0
+        self._fact_queries: list[tuple[int, int]] = []  # query index ranges of fact jobs
 
-    def add(self, candidate: int, example_index: int, prompt: Prompt, example: Example, task: Task,
-            demos: Sequence[Example] = ()) -> None:
+    def add_job(self, first_prompt: int, prompts: Sequence[Prompt], examples: Sequence[Example], task: Task) -> None:
+        """Add every (prompt, example) pair; prompt ``c`` is table ``first_prompt + c`` for soft/deep lookups."""
+        self.jobs.append((len(self.words), prompts, examples, task))
+        first_query = len(self.queries.row)
+        for c, prompt in enumerate(prompts):
+            for e, example in enumerate(examples):
+                self._add(first_prompt + c, self._groups_used + e, prompt, example, task)
+        self._groups_used += len(examples)
+        if task.kind == "fact":
+            self._fact_queries.append((first_query, len(self.queries.row)))
+
+    def ranked(self) -> np.ndarray:
+        """(Q,) bool: the queries that need a rank (those of fact jobs)."""
+        mask = np.zeros(len(self.queries.row), dtype=bool)
+        for start, stop in self._fact_queries:
+            mask[start:stop] = True
+        return mask
+
+    def _add(self, table: int, group: int, prompt: Prompt, example: Example, task: Task) -> None:
+        demos = self.demos(prompt, example, task) if self.demos else ()
         encoded = self.encoder.encode(prompt, example, demos)
-        if task.kind == "classification":
+        if prompt.head is not None:  # one site, the answer slot, read by the head (any token will do)
+            targets = [[(self.encoder.lm.pad_id,)]]
+        elif task.kind == "classification":
             targets = self.encoder.label_word_ids(prompt, encoded)
         else:
             targets = [[self.encoder.word_ids(str(example.label), encoded.text_before)]]
-        self._example = example_index
-        self.pairs.append((candidate, example_index))
-        self.words.append(self._causal(candidate, encoded, targets) if self.is_causal
-                          else self._masked(candidate, encoded, targets))
+        self._group, self._deep = group, table if prompt.deep is not None else None
+        self.words.append(self._causal(table, encoded, targets) if self.is_causal
+                          else self._masked(table, encoded, targets))
 
     def _row(self, ids: tuple[int, ...], candidate: int, soft: list[tuple[int, int]]) -> int:
-        self.rows.append(Row(ids, tuple((pos, candidate, k) for pos, k in soft)))
-        self.groups.append(self._example)
+        self.rows.append(Row(ids, tuple((pos, candidate, k) for pos, k in soft), self._deep))
+        self.groups.append(self._group)
         return len(self.rows) - 1
 
     def _causal(self, c: int, enc: Encoded, targets: list[list[tuple[int, ...]]]) -> list[list[list[int]]]:
@@ -354,24 +378,38 @@ class _Plan:
             out.append(per_word)
         return out
 
-    def class_scores(self, answers, prompts: Sequence[Prompt], n_labels: int) -> np.ndarray:
-        """Class log-scores (C, S, L) of every planned (candidate, slot) pair."""
-        lp = answers.logprob
-        n_slots = 1 + max((slot for _, slot in self.pairs), default=-1)
-        scores = np.full((len(prompts), n_slots, n_labels), np.nan)
-        for (c, e), labels in zip(self.pairs, self.words, strict=True):
-            reduce = np.mean if prompts[c].verbalizer.reduction == "mean" else np.sum
-            for li, words in enumerate(labels):
-                scores[c, e, li] = np.logaddexp.reduce([reduce(lp[q]) for q in words])
-        return scores
+    def tables(self, answers, fact_match) -> list[ScoreTable]:
+        """One table per job added, in order."""
+        return [self._table(answers, start, prompts, examples, task, fact_match)
+                for start, prompts, examples, task in self.jobs]
 
-    def fact_table(self, answers, n_c: int, examples: Sequence[Example], fact_match: FactMatch) -> ScoreTable:
-        n_e = len(examples)
-        first = np.array([w[0][0][0] for w in self.words])
-        whole = np.array([answers.logprob[w[0][0]].sum() for w in self.words])
-        greedy = np.array([bool(np.all(answers.rank[w[0][0]] == 1)) for w in self.words])
+    def _table(self, answers, start, prompts, examples, task, fact_match) -> ScoreTable:
+        n_c, n_e = len(prompts), len(examples)
+        lp = answers.logprob
+        label_index = {label: i for i, label in enumerate(task.labels)}
+        words = self.words[start : start + n_c * n_e]
+        if task.kind == "classification":
+            scores = np.empty((n_c, n_e, len(task.labels)))
+            for pair, labels in enumerate(words):
+                c, e = divmod(pair, n_e)
+                if prompts[c].head is not None:
+                    scores[c, e] = _head_log_probs(prompts[c].head, answers.hidden[labels[0][0][0]]).numpy()
+                    continue
+                reduce = np.mean if prompts[c].verbalizer.reduction == "mean" else np.sum
+                for li, words in enumerate(labels):
+                    scores[c, e, li] = np.logaddexp.reduce([reduce(lp[q]) for q in words])
+            gold = np.array([label_index.get(str(x.label), -1) for x in examples], dtype=int)
+            return ScoreTable("classification", task.labels, gold, scores=scores)
+        first = np.array([w[0][0][0] for w in words])
+        whole = np.array([lp[w[0][0]].sum() for w in words])
+        greedy = np.array([bool(np.all(answers.rank[w[0][0]] == 1)) for w in words])
         shape = (n_c, n_e)
         return ScoreTable(
             "fact", (), np.zeros(n_e, dtype=int), rank=answers.rank[first].reshape(shape),
             gold_logprob=whole.reshape(shape), greedy=greedy.reshape(shape), fact_match=fact_match,
         )
+
+
+def _head_log_probs(head: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """Class log-probs ``(..., L)`` of a linear head ``(L, H + 1)`` on hidden states ``(..., H)``."""
+    return torch.log_softmax(hidden.float() @ head[:, :-1].float().T + head[:, -1].float(), dim=-1)

@@ -37,10 +37,11 @@ def run_shared_prefixes(
 ) -> list[int]:
     """Score the rows whose group shares a worthwhile prefix; return the other rows' indices."""
     members: dict[int, list[int]] = defaultdict(list)
+    rest: list[int] = [r for r, row in enumerate(rows) if row.deep is not None]  # text keys depend on the deep prompt
     for r, g in enumerate(groups):
-        members[g].append(r)
+        if rows[r].deep is None:
+            members[g].append(r)
     plans: list[tuple[int, list[int]]] = []
-    rest: list[int] = []
     for rs in members.values():
         n = _shared_length(rows, rs, queries_of, queries) if len(rs) > 1 else 0
         if n >= MIN_PREFIX:

@@ -1,7 +1,7 @@
-"""A Prompt: template + verbalizer + what a searcher found (trigger ids, soft vectors).
+"""A Prompt: template + verbalizer + what a searcher found (trigger ids, soft vectors, deep prefixes).
 
-Saved as a human-readable ``prompt.json`` plus, for soft prompts, ``prompt.safetensors``: JSON and
-safetensors only, so loading a prompt can never run code.
+Saved as a human-readable ``prompt.json`` plus, for soft and deep prompts, ``prompt.safetensors``:
+JSON and safetensors only, so loading a prompt can never run code.
 """
 
 from __future__ import annotations
@@ -37,8 +37,14 @@ class ModelSignature:
 @dataclass(frozen=True)
 class Prompt:
     """Everything needed to score an example: template, verbalizer (None for fact tasks),
-    trigger token ids filling the ``[T]`` slots, soft vectors ``(n_soft, H)`` for ``[V]`` slots, and
-    optionally contextual calibration (:mod:`calibration`) and in-context demonstrations
+    trigger token ids filling the ``[T]`` slots, soft vectors ``(n_soft, H)`` for ``[V]`` slots, and a
+    deep prompt ``(layers, 2, kv_heads, n_prefix, head_dim)`` of per-layer keys/values (:mod:`deep_prompt`).
+
+    ``head`` ``(L, H + 1)`` (weights and bias) is a trained linear classifier on the hidden state at
+    ``[P]`` that replaces the verbalizer (P-tuning v2's head, for labels without natural words); its
+    rows are the classes ``head_labels``.
+
+    Optionally contextual calibration (:mod:`calibration`) and in-context demonstrations
     (:mod:`demonstrations`); None there means "as the Evaluator is configured"."""
 
     template: Template
@@ -46,6 +52,9 @@ class Prompt:
     trigger_ids: tuple[int, ...] = ()
     soft: torch.Tensor | None = field(default=None, compare=False)
     model: ModelSignature | None = None
+    deep: torch.Tensor | None = field(default=None, compare=False)
+    head: torch.Tensor | None = field(default=None, compare=False)
+    head_labels: tuple[str, ...] = ()
     calibration: Calibration | None = None
     demos: Demonstrations | None = None
 
@@ -71,12 +80,19 @@ class Prompt:
         sig = self.model
         if sig is None:
             return
-        if sig.vocab_size != vocab_size or (self.soft is not None and sig.hidden_size != hidden_size):
+        vectors = any(t is not None for t in (self.soft, self.deep, self.head))
+        if sig.vocab_size != vocab_size or (vectors and sig.hidden_size != hidden_size):
             raise PromptFileError(
                 f"this prompt was made for model {sig.name!r} (vocabulary {sig.vocab_size}, hidden size "
                 f"{sig.hidden_size}) but the model {name!r} has vocabulary {vocab_size}, hidden size "
                 f"{hidden_size}: evaluate it with the model it was found on, or search again"
             )
+
+    def export_peft(self, folder: str | Path, model: Any) -> Path:
+        """Write this soft prompt as a PEFT prompt-tuning adapter for ``model`` (see :mod:`peft_export`)."""
+        from .peft_export import export_peft
+
+        return export_peft(self, folder, model)
 
     # --- persistence ---------------------------------------------------------------------------
     def to_json(self, decode: Any = None) -> dict[str, Any]:
@@ -93,16 +109,21 @@ class Prompt:
         }
         if self.soft is not None:
             data["soft"] = {"file": TENSOR_NAME, "shape": list(self.soft.shape)}
+        if self.deep is not None:
+            data["deep"] = {"file": TENSOR_NAME, "shape": list(self.deep.shape), "layout": DEEP_LAYOUT}
+        if self.head is not None:
+            data["head"] = {"file": TENSOR_NAME, "shape": list(self.head.shape), "labels": list(self.head_labels)}
         return data
 
     def save(self, folder: str | Path, decode: Any = None) -> Path:
-        """Write ``prompt.json`` (and ``prompt.safetensors`` for soft prompts) atomically."""
+        """Write ``prompt.json`` (and ``prompt.safetensors`` for soft and deep prompts) atomically."""
         from safetensors.torch import save_file
 
         folder = Path(folder)
-        if self.soft is not None:
-            soft = self.soft.detach().float().cpu().contiguous()
-            atomic.write_with(folder / TENSOR_NAME, lambda tmp: save_file({"soft": soft}, tmp))
+        tensors = {name: t.detach().float().cpu().contiguous()
+                   for name, t in (("soft", self.soft), ("deep", self.deep), ("head", self.head)) if t is not None}
+        if tensors:
+            atomic.write_with(folder / TENSOR_NAME, lambda tmp: save_file(tensors, tmp))
         atomic.write_json(folder / JSON_NAME, self.to_json(decode))
         return folder / JSON_NAME
 
@@ -129,8 +150,15 @@ class Prompt:
                 f"{path} is not a valid prompt file ({type(error).__name__}: {error}); it may be truncated or "
                 "hand-edited: restore it from the run directory or run the search again"
             ) from None
-        soft = _load_soft(path.parent / TENSOR_NAME, data.get("soft")) if data.get("soft") else None
-        prompt = cls(template, verbalizer, triggers, soft, model, calibration, demos)
+        soft = _load_tensor(path.parent / TENSOR_NAME, data.get("soft"), "soft") if data.get("soft") else None
+        deep = _load_tensor(path.parent / TENSOR_NAME, data.get("deep"), "deep") if data.get("deep") else None
+        head = _load_tensor(path.parent / TENSOR_NAME, data.get("head"), "head") if data.get("head") else None
+        labels = tuple(str(x) for x in data["head"].get("labels", ())) if head is not None else ()
+        if head is not None and len(labels) != head.shape[0]:
+            raise PromptFileError(f"{path} has a head of {head.shape[0]} rows for labels {list(labels)}: restore it "
+                                  "from the run directory or train again")
+        prompt = cls(template, verbalizer, triggers, soft, model, deep=deep, head=head, head_labels=labels,
+                     calibration=calibration, demos=demos)
         if len(triggers) not in (0, template.n_triggers):
             raise PromptFileError(
                 f"{path} has {len(triggers)} trigger ids for {template.n_triggers} [T] slots: give one id per slot "
@@ -144,31 +172,39 @@ class Prompt:
         return prompt
 
 
-def _load_soft(path: Path, meta: Any) -> torch.Tensor:
+#: Axes of a saved deep prompt, recorded in prompt.json for people and other tools.
+DEEP_LAYOUT = "layers, 2 (keys, values), kv_heads, prefix, head_dim"
+#: Tensors a prompt file may hold: name → (axes in words, number of axes).
+_TENSORS = {"soft": ("n_soft, hidden", 2), "deep": (DEEP_LAYOUT, 5), "head": ("labels, hidden + 1", 2)}
+
+
+def _load_tensor(path: Path, meta: Any, name: str) -> torch.Tensor:
+    """The float tensor ``name`` of ``prompt.safetensors``, checked against its prompt.json entry."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    axes, ndim = _TENSORS[name]
     if not isinstance(meta, dict) or not isinstance(meta.get("shape", []), list):
         raise PromptFileError(
-            f"{path.parent / JSON_NAME} has a malformed 'soft' entry {meta!r}: it must read "
-            f'{{"file": "{TENSOR_NAME}", "shape": [n, hidden]}}; restore it from the run directory'
+            f"{path.parent / JSON_NAME} has a malformed {name!r} entry {meta!r}: it must read "
+            f'{{"file": "{TENSOR_NAME}", "shape": [{axes}]}}; restore it from the run directory'
         )
     if not path.is_file():
-        raise PromptFileError(f"{path} is missing: a soft prompt needs its prompt.safetensors beside prompt.json")
+        raise PromptFileError(f"{path} is missing: a {name} prompt needs its prompt.safetensors beside prompt.json")
     try:
-        soft = load_file(str(path))["soft"]
+        tensor = load_file(str(path))[name]
     except (SafetensorError, OSError, KeyError, ValueError) as error:
         raise PromptFileError(
             f"{path} is corrupt or truncated ({error}): restore it from the run directory or train again"
         ) from None
-    if soft.ndim != 2 or not soft.is_floating_point():
+    if tensor.ndim != ndim or not tensor.is_floating_point():
         raise PromptFileError(
-            f"{path} holds a {soft.dtype} tensor of shape {list(soft.shape)}, not float vectors (n_soft, hidden): "
+            f"{path} holds a {tensor.dtype} {name} tensor of shape {list(tensor.shape)}, not floats ({axes}): "
             "restore it from the run directory or train again"
         )
-    if list(soft.shape) != list(meta.get("shape", soft.shape)):
+    if list(tensor.shape) != list(meta.get("shape", tensor.shape)):
         raise PromptFileError(
-            f"{path} holds shape {list(soft.shape)} but {JSON_NAME} says {meta['shape']}: the two files do not "
-            "belong together; restore both from the same run directory"
+            f"{path} holds {name} shape {list(tensor.shape)} but {JSON_NAME} says {meta['shape']}: the two files do "
+            "not belong together; restore both from the same run directory"
         )
-    return soft
+    return tensor

@@ -58,22 +58,23 @@ def test_calibrate_and_fit_prior_by_hand() -> None:
 
 def test_content_free_rows_share_the_batched_pass(tiny_causal_lm: LanguageModel, sentiment_task: Task,
                                                   monkeypatch) -> None:
-    calls = []
-    original = tiny_causal_lm.hidden_states
+    from autoprompt_search import evaluator as evaluator_module
 
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
+    rows = []  # rows of each run_queries call
+    real = evaluator_module.run_queries
 
-    monkeypatch.setattr(tiny_causal_lm, "hidden_states", counted)
+    def counted(lm, planned, *args, **kwargs):
+        rows.append(len(planned))
+        return real(lm, planned, *args, **kwargs)
+
+    monkeypatch.setattr(evaluator_module, "run_queries", counted)
     dev = sentiment_task.split("dev")
     prompts = [CAUSAL, Prompt.build("Review: {sentence}\nSentiment:[P]", VERBALIZER)]
-    evaluator = Evaluator(tiny_causal_lm, calibration="contextual", reuse_prefix=False, batch_tokens=10**6)
+    evaluator = Evaluator(tiny_causal_lm, calibration="contextual", reuse_prefix=False)
     evaluator.score(prompts, dev, sentiment_task)
-    assert len(calls) == 1  # one pass for 2 × 12 pairs and 2 × 3 content-free rows
-    assert evaluator.forward_rows == 2 * len(dev) + 2 * 3
+    assert rows == [2 * len(dev) + 2 * 3]  # one planned run for 2 × 12 pairs and 2 × 3 content-free rows
     evaluator.score(prompts, dev, sentiment_task)  # p_cf is cached per prompt: no content-free rows again
-    assert evaluator.forward_rows == 2 * (2 * len(dev)) + 2 * 3
+    assert rows[1] == 2 * len(dev) and evaluator.forward_rows == sum(rows)
 
 
 def test_rank_and_metrics_use_calibrated_scores(tiny_causal_lm: LanguageModel, sentiment_task: Task) -> None:

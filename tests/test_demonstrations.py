@@ -146,7 +146,7 @@ def test_fact_tasks_show_the_object_and_draw_k_in_all(tiny_causal_lm: LanguageMo
     evaluator = Evaluator(tiny_causal_lm)
     evaluator.score([prompt], fact_task.split("dev"), fact_task)
     query = fact_task.split("dev")[0]
-    demos = evaluator._demos(evaluator.settle(prompt), query, fact_task)
+    demos = evaluator.context.demonstrations(evaluator.settle(prompt), query, fact_task)
     assert len(demos) == 2 and all(d in fact_task.split("train") for d in demos)
     text = tiny_causal_lm.decode(list(evaluator.encoder.encode(prompt, query, demos).before))
     assert f"The capital of {demos[0].fields['sub_label']} is {demos[0].label}\n\n" in text

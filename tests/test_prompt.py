@@ -235,3 +235,31 @@ def test_evaluator_refuses_a_prompt_for_another_vocabulary(
     bad_ids = Prompt.build("{sentence}[T] It was[P]", {"0": "bad", "1": "good"}, trigger_ids=(10**6,))
     with pytest.raises(PromptFileError, match="outside this model's vocabulary"):
         Evaluator(tiny_gpt2_lm).score([bad_ids], sentiment_task.split("dev"), sentiment_task)
+
+
+# --- deep prompts ----------------------------------------------------------------------------------
+
+
+def deep_prompt_with_soft() -> Prompt:
+    deep = torch.linspace(-1, 1, 2 * 2 * 3 * 4 * 5).reshape(2, 2, 3, 4, 5)
+    return Prompt.build("[V*3]{sentence} It was[P]", {"0": "bad", "1": "good"}, soft=soft_prompt().soft, deep=deep)
+
+
+def test_deep_round_trip_beside_soft(tmp_path: Path) -> None:
+    prompt = deep_prompt_with_soft()
+    path = prompt.save(tmp_path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["deep"]["shape"] == [2, 2, 3, 4, 5] and "kv_heads" in data["deep"]["layout"]
+    loaded = Prompt.load(tmp_path)
+    assert torch.equal(loaded.deep, prompt.deep) and torch.equal(loaded.soft, prompt.soft)
+
+
+@pytest.mark.parametrize("defect", ["wrong rank", "shape disagrees", "missing"])
+def test_corrupt_deep_tensor_is_refused(tmp_path: Path, defect: str) -> None:
+    prompt = deep_prompt_with_soft()
+    prompt.save(tmp_path)
+    tensors = {"soft": prompt.soft, "deep": {"wrong rank": torch.zeros(2, 2, 3, 4), "shape disagrees":
+                                              torch.zeros(2, 2, 3, 7, 5), "missing": None}[defect]}
+    save_file({k: v for k, v in tensors.items() if v is not None}, str(tmp_path / TENSOR_NAME))
+    with pytest.raises(PromptFileError):
+        Prompt.load(tmp_path)

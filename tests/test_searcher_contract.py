@@ -24,6 +24,24 @@ CONFIGS: dict[str, Callable[[int], Searcher]] = {
         iterations=3, seed=seed),
     "label-search": lambda seed: SEARCHERS["label-search"](
         templates=["{sentence} It was[P]"], top_k=3, finalists=6, per_step=2, seed=seed),
+    "prompt-tuning": lambda seed: SEARCHERS["prompt-tuning"](
+        templates=["[V*2]{sentence} It was[V][P]"], verbalizers=[VERBALIZER], batch_size=3, eval_every=2, seed=seed),
+    "p-tuning": lambda seed: SEARCHERS["p-tuning"](
+        templates=["{sentence}[V*3] It was[P]"], verbalizers=[VERBALIZER], batch_size=3, eval_every=1,
+        encoder_hidden=16, seed=seed),
+    "p-tuning-v2": lambda seed: SEARCHERS["p-tuning-v2"](
+        templates=["{sentence} It was[P]"], verbalizers=[VERBALIZER], prefix_length=3, batch_size=3, eval_every=2,
+        seed=seed),
+    "prefix-tuning": lambda seed: SEARCHERS["prefix-tuning"](
+        templates=["{sentence} It was[P]"], verbalizers=[VERBALIZER], prefix_length=2, mlp_hidden=16, batch_size=3,
+        eval_every=1, seed=seed),
+    "filter": lambda seed: SEARCHERS["filter"](
+        templates=["{sentence} It was[P]"], verbalizers=[VERBALIZER],
+        grammar="<<|Review: >>{sentence}<< It was|\nSentiment:>>[P]", builtin=False, label_words=2, label_top_k=2,
+        mutations=3, mutation_rounds=1, first_slice=2, finalists=2, seed=seed),
+    "optuna": lambda seed: SEARCHERS["optuna"](
+        templates=["<<|Review: >>{sentence}<< It was|\nIn short:| All in all, it was>>[P]"],
+        verbalizers=[VERBALIZER, {"0": "terrible", "1": "great"}], trials=4, rungs=2, startup_trials=1, seed=seed),
 }
 
 

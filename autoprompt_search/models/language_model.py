@@ -119,11 +119,12 @@ class LanguageModel:
     ) -> torch.Tensor:
         """Final hidden states ``(B, T, H)`` (after the last norm), without any vocabulary logits.
 
-        ``attention_mask`` covers the cached positions too when ``past_key_values`` is given.
+        ``attention_mask`` covers the cached positions too when ``past_key_values`` is given (a
+        masked LM takes a cache only as a deep prompt, see :mod:`deep_prompt`).
         """
         kwargs: dict[str, Any] = {"input_ids": input_ids, "inputs_embeds": inputs_embeds,
                                   "attention_mask": attention_mask}
-        if self.is_causal:
+        if self.is_causal or past_key_values is not None:
             kwargs.update({"use_cache": past_key_values is not None, self._cache_argument(): past_key_values,
                            "position_ids": position_ids})
         return self.model.base_model(**kwargs)[0]
@@ -173,6 +174,26 @@ class LanguageModel:
         logits = logits.float()
         cap = getattr(self.model.config, "final_logit_softcapping", None)
         return torch.tanh(logits / cap) * cap if cap else logits
+
+    def generate(self, request: str, *, samples: int, max_new_tokens: int, seed: int,
+                 temperature: float = 0.9) -> list[str]:
+        """``samples`` sampled replies to ``request`` (through the chat template if the tokenizer has
+        one), reproducible for ``seed``; used to let an instruction model propose prompts (APE)."""
+        if not self.is_causal:
+            raise ModelError(f"{self.name} is a masked LM and cannot write text: generate prompts with a causal LM")
+        if getattr(self.tokenizer, "chat_template", None):
+            ids = self.tokenizer.apply_chat_template([{"role": "user", "content": request}],
+                                                     add_generation_prompt=True, tokenize=True)
+            ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+        else:
+            ids = [*self.prefix_ids, *self.tokenize(request)]
+        prompt = torch.tensor([list(ids)], device=self.device)  # (1, T)
+        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+            torch.manual_seed(seed)
+            out = self.model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=True,
+                                      temperature=temperature, top_p=0.95, max_new_tokens=max_new_tokens,
+                                      num_return_sequences=samples, pad_token_id=self.pad_id)
+        return [self.tokenizer.decode(row[prompt.shape[1]:], skip_special_tokens=True) for row in out]
 
     def with_dtype(self, dtype: str | torch.dtype) -> LanguageModel:
         """This model in another precision (a cached converted copy; fp32 stays the reference)."""

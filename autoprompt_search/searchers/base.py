@@ -15,6 +15,7 @@ so a new searcher is one small module (STYLE.md, principle 1).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -255,3 +256,24 @@ SEARCHERS: dict[str, type[Searcher]] = {}
 def register(cls: type[Searcher]) -> type[Searcher]:
     SEARCHERS[cls.name] = cls
     return cls
+
+
+def check_options(name: str, config: dict[str, Any]) -> None:
+    """Refuse unknown or missing searcher options, naming the ones the searcher takes."""
+    parameters = inspect.signature(SEARCHERS[name].__init__).parameters
+    accepted = [p for p in parameters if p not in ("self", "seed")
+                and parameters[p].kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
+    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    if "seed" in config:
+        raise DataError("give the seed with --seed, not among the searcher's options")
+    if unknown := sorted(set(config) - set(accepted)):
+        raise DataError(
+            f"unknown option(s) {', '.join(unknown)} for searcher {name!r} (in --config or --space): "
+            f"it takes {', '.join(accepted) or 'no options'}; fix the spelling or drop them"
+        )
+    required = [p for p in accepted if parameters[p].default is inspect.Parameter.empty and p not in config]
+    if required:
+        flags = {"templates": "--template", "verbalizers": "--verbalizer"}
+        how = ", ".join(f"{p} ({flags[p]})" if p in flags else p for p in required)
+        raise DataError(f"searcher {name!r} needs {how}: pass it on the command line or in --config")

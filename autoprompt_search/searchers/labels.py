@@ -12,7 +12,8 @@ and it can run before a trigger search.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ import numpy as np
 from ..differentiable import answer_log_probs
 from ..errors import TemplateError
 from ..prompt import Prompt
+from ..tasks import Example
 from ..template import parse_template
 from ..vocabulary import clean_token_mask
 from .base import SearchContext, register
@@ -65,44 +67,79 @@ class LabelSearcher(PoolSearcher):
         return "/".join(str(w) for w in self._pool[index][1].values())
 
     def build_pool(self, ctx: SearchContext) -> list[Spec]:
-        if ctx.task.kind != "classification":
-            raise TemplateError("label-word search needs a classification task; fact tasks have no label words")
-        template = parse_template(self.template)
-        if template.n_triggers or template.n_soft:
-            raise TemplateError(f"label search scores a plain template; {self.template!r} has [T]/[V] slots: drop them")
-        encoder = ctx.evaluator.encoder
-        examples = self._sample(ctx)
-        prompt = Prompt(template)
-        log_probs = answer_log_probs(encoder, prompt, examples).numpy()  # (E, V)
-        text_before = encoder.encode(prompt, examples[0]).text_before
-        gold = np.array([ctx.task.labels.index(e.label) for e in examples])
-        usable = clean_token_mask(ctx.model, word_start=False, allow_capitalized=self.allow_capitalized)
-        words: list[list[int]] = []
-        for c in range(len(ctx.task.labels)):
-            mean = np.where(usable, log_probs[gold == c].mean(axis=0), -np.inf)
-            words.append(self._top_words(ctx, mean, text_before))
-        assignments = _rank_assignments(log_probs, gold, words)[: self.finalists]
-        decode = ctx.model.decode
         given = [{str(k): v for k, v in m.items()} for m in self.verbalizers if m]
-        found = [{label: decode([t]).strip() for label, t in zip(ctx.task.labels, combo, strict=True)}
-                 for combo in assignments]
+        found = find_label_words(ctx, self.template, top_k=self.top_k, max_examples=self.max_examples,
+                                 count=self.finalists, allow_capitalized=self.allow_capitalized)
         return [(self.template, v) for v in given + found]
 
-    # --- helpers -------------------------------------------------------------------------------
-    def _sample(self, ctx: SearchContext) -> list:
-        n = min(self.max_examples, len(ctx.train))
-        return [ctx.train[int(i)] for i in sorted(ctx.rng.choice(len(ctx.train), size=n, replace=False))]
 
-    def _top_words(self, ctx: SearchContext, mean: np.ndarray, text_before: str) -> list[int]:
-        """The ``top_k`` best tokens that the verbalizer maps back to themselves at this slot."""
-        chosen: list[int] = []
-        for token in np.argsort(-mean, kind="stable"):
-            if not np.isfinite(mean[token]) or len(chosen) == self.top_k:
-                break
-            word = ctx.model.decode([int(token)]).strip()
-            if ctx.evaluator.encoder.word_ids(word, text_before) == (int(token),):
-                chosen.append(int(token))
-        return chosen
+def find_label_words(
+    ctx: SearchContext, template_text: str, *, top_k: int, max_examples: int, count: int, allow_capitalized: bool
+) -> list[dict[str, str]]:
+    """The ``count`` best label → word assignments for ``template_text``, best first (LM-BFF 5.1).
+
+    One pass over at most ``max_examples`` training examples (drawn with ``ctx.rng``); shared by the
+    label-word searcher and the filter searcher, which crosses the words with its templates.
+    """
+    examples = sample_examples(ctx.train, max_examples, ctx.rng)
+    found = candidate_words(ctx, template_text, examples, top_k=top_k, allow_capitalized=allow_capitalized)
+    assignments = _rank_assignments(found.log_probs, found.gold, found.tokens)[:count]
+    return [{label: ctx.model.decode([t]).strip() for label, t in zip(ctx.task.labels, combo, strict=True)}
+            for combo in assignments]
+
+
+@dataclass
+class CandidateWords:
+    """Per class, the ``top_k`` tokens with the highest mean log-prob at ``[P]`` over that class's
+    examples (``tokens[c]``), with the log-prob table ``(E, V)`` and gold class indices ``(E,)``."""
+
+    tokens: list[list[int]]
+    log_probs: np.ndarray
+    gold: np.ndarray
+
+    def words(self, decode: Callable[[list[int]], str]) -> list[list[str]]:
+        return [[decode([t]).strip() for t in tokens] for tokens in self.tokens]
+
+
+def candidate_words(
+    ctx: SearchContext, template: str, examples: Sequence[Example], *, top_k: int, allow_capitalized: bool = True
+) -> CandidateWords:
+    """LM-BFF's candidate label words per class for ``template`` (one forward pass per example); the
+    Optuna searcher lets TPE choose among them, label search ranks whole assignments of them."""
+    if ctx.task.kind != "classification":
+        raise TemplateError("label-word search needs a classification task; fact tasks have no label words")
+    parsed = parse_template(template)
+    if parsed.n_triggers or parsed.n_soft:
+        raise TemplateError(f"label search scores a plain template; {template!r} has [T]/[V] slots: drop them")
+    encoder = ctx.evaluator.encoder
+    prompt = Prompt(parsed)
+    log_probs = answer_log_probs(encoder, prompt, examples).numpy()  # (E, V)
+    text_before = encoder.encode(prompt, examples[0]).text_before
+    gold = np.array([ctx.task.labels.index(e.label) for e in examples])
+    usable = clean_token_mask(ctx.model, word_start=False, allow_capitalized=allow_capitalized)
+    tokens = []
+    for c in range(len(ctx.task.labels)):
+        mean = np.where(usable, log_probs[gold == c].mean(axis=0), -np.inf)
+        tokens.append(_top_words(ctx, mean, text_before, top_k))
+    return CandidateWords(tokens, log_probs, gold)
+
+
+def sample_examples(examples: Sequence[Example], n: int, rng: np.random.Generator) -> list[Example]:
+    """Up to ``n`` examples, drawn without replacement and kept in their original order."""
+    n = min(n, len(examples))
+    return [examples[int(i)] for i in sorted(rng.choice(len(examples), size=n, replace=False))]
+
+
+def _top_words(ctx: SearchContext, mean: np.ndarray, text_before: str, top_k: int) -> list[int]:
+    """The ``top_k`` best tokens that the verbalizer maps back to themselves at this slot."""
+    chosen: list[int] = []
+    for token in np.argsort(-mean, kind="stable"):
+        if not np.isfinite(mean[token]) or len(chosen) == top_k:
+            break
+        word = ctx.model.decode([int(token)]).strip()
+        if ctx.evaluator.encoder.word_ids(word, text_before) == (int(token),):
+            chosen.append(int(token))
+    return chosen
 
 
 def _rank_assignments(log_probs: np.ndarray, gold: np.ndarray, words: list[list[int]]) -> list[tuple[int, ...]]:

@@ -1,0 +1,96 @@
+"""The filter searcher: pool building, successive-halving rungs, mutation rounds, the dev final."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from autoprompt_search import Budget
+from autoprompt_search.errors import BudgetError, TemplateError
+from autoprompt_search.evaluator import Evaluator
+from autoprompt_search.metrics import selection_score
+from autoprompt_search.prompt import Prompt
+from autoprompt_search.searchers.filtering import FilterSearcher, _balanced_order
+
+WORDS = {"0": "bad", "1": "good"}
+GRAMMAR = "<<|Review: |Text: >>{sentence}<< It was| This is|\nSentiment:| Overall:>>[P]"
+
+
+def _search(lm, task, **config):
+    evaluator = Evaluator(lm)
+    searcher = FilterSearcher(templates=["{sentence} So it was[P]"], verbalizers=[WORDS], grammar=GRAMMAR,
+                              builtin=False, **config)
+    return searcher.search(task, lm, evaluator=evaluator, progress=False), evaluator
+
+
+def test_rungs_double_the_slice_and_halve_the_candidates(tiny_causal_lm, sentiment_task) -> None:
+    result, _ = _search(tiny_causal_lm, sentiment_task, first_slice=3, finalists=2)
+    rungs = [r for r in result.history if r.note.startswith("rung")]
+    assert [r.scores["examples"] for r in rungs] == [3, 6, 12]  # 12 training examples
+    assert [r.scores["candidates"] for r in rungs] == [13, 7, 4]  # 1 given + 12 from the grammar
+    final = result.history[-1]
+    assert final.note.startswith("final") and final.scores["examples"] == 12  # the dev split
+    assert len(result.history) == 4
+
+
+def test_the_given_template_is_the_fallback(tiny_causal_lm, sentiment_task) -> None:
+    result, evaluator = _search(tiny_causal_lm, sentiment_task, first_slice=3, finalists=1)
+    manual = evaluator.evaluate(Prompt.build("{sentence} So it was[P]", WORDS), sentiment_task.split("dev"),
+                                sentiment_task)
+    assert result.dev_score >= selection_score(manual, "classification")
+    assert result.history[-1].scores["candidates"] == 1
+
+
+def test_halving_costs_fewer_forward_passes_than_scoring_everything(tiny_causal_lm, sentiment_task) -> None:
+    halved, _ = _search(tiny_causal_lm, sentiment_task, first_slice=3, finalists=2)
+    full, _ = _search(tiny_causal_lm, sentiment_task, finalists=2, halving=False)
+    assert [r.scores["examples"] for r in full.history if r.note.startswith("rung")] == [12]
+    assert halved.history[-1].forward_passes < full.history[-1].forward_passes
+
+
+def test_label_words_and_mutations_add_candidates(tiny_causal_lm, sentiment_task) -> None:
+    result, _ = _search(tiny_causal_lm, sentiment_task, first_slice=6, finalists=2, label_words=2, label_top_k=2,
+                        mutations=4, mutation_rounds=1)
+    first = result.history[0]
+    assert first.scores["candidates"] > 13  # the grammar's templates crossed with found label words
+    assert any("| bad/good" not in key for key in first.scores if key.startswith("#"))
+    mutation = next(r for r in result.history if r.note.startswith("mutation"))
+    assert mutation.scores["examples"] == 12
+    assert result.config["mutation_rounds"] == 1
+
+
+def test_fact_tasks_use_the_builtin_fact_pool(tiny_causal_lm, fact_task) -> None:
+    searcher = FilterSearcher(templates=["The capital of {sub_label} is[P]"], first_slice=3, finalists=2)
+    result = searcher.search(fact_task, tiny_causal_lm, budget=Budget(iterations=2), progress=False)
+    assert result.history[0].scores["candidates"] == 1 + 6  # the given one and six relation cues
+    assert any("{sub_label} is located in[P]" in key for key in result.history[0].scores)
+
+
+@pytest.mark.parametrize(
+    ("config", "error", "match"),
+    [
+        ({"keep": 1.0}, BudgetError, "0 < keep < 1"),
+        ({"templates": [], "builtin": False}, TemplateError, "no candidates"),
+        ({"templates": ["{review} was[P]"]}, TemplateError, "unknown field"),
+        ({"grammar": "<<a|b{sentence}[P]"}, TemplateError, "never closed"),
+    ],
+)
+def test_bad_configs_are_refused_before_scoring(tiny_causal_lm, sentiment_task, config, error, match) -> None:
+    with pytest.raises(error, match=match):
+        FilterSearcher(**config).search(sentiment_task, tiny_causal_lm, progress=False)
+
+
+def test_training_slices_are_class_balanced(sentiment_task) -> None:
+    train = sentiment_task.split("train")
+    order = _balanced_order(train, np.random.default_rng(0).permutation(len(train)), "classification")
+    assert sorted(order) == list(range(len(train)))
+    labels = [train[i].label for i in order]
+    assert all(labels[k] != labels[k + 1] for k in range(len(labels) - 1))  # two classes take turns
+
+
+def test_coarse_rungs_in_bf16_count_their_forward_passes(tiny_causal_lm, sentiment_task) -> None:
+    fp32, _ = _search(tiny_causal_lm, sentiment_task, first_slice=3, finalists=2)
+    bf16, evaluator = _search(tiny_causal_lm, sentiment_task, first_slice=3, finalists=2, coarse_dtype="bfloat16")
+    assert evaluator.dtype == "float32"
+    assert bf16.history[-1].forward_passes == fp32.history[-1].forward_passes
+    assert bf16.config["coarse_dtype"] == "bfloat16"
