@@ -4,6 +4,8 @@ The pieces, from data to result: :class:`Task` → :class:`Template` + :class:`V
 :class:`Prompt` → :class:`Evaluator` (batched scoring) ← :class:`Searcher` → :class:`SearchResult`.
 """
 
+from .calibration import Calibration
+from .demonstrations import Demonstrations
 from .errors import AutopromptError
 from .evaluator import Evaluator, ScoreTable
 from .loaders import load_demo, load_lama, load_lmbff, load_task
@@ -15,7 +17,8 @@ from .template import Template, parse_template
 from .verbalizer import Verbalizer
 
 __all__ = [
-    "DEFAULT_MODEL", "SEARCHERS", "AutopromptError", "Budget", "Evaluator", "Example", "LanguageModel",
-    "ManualSearcher", "Prompt", "ScoreTable", "SearchResult", "Searcher", "Task", "Template", "Verbalizer",
-    "k_shot", "load_demo", "load_lama", "load_lmbff", "load_model", "load_task", "parse_template",
+    "DEFAULT_MODEL", "SEARCHERS", "AutopromptError", "Budget", "Calibration", "Demonstrations", "Evaluator",
+    "Example", "LanguageModel", "ManualSearcher", "Prompt", "ScoreTable", "SearchResult", "Searcher", "Task",
+    "Template", "Verbalizer", "k_shot", "load_demo", "load_lama", "load_lmbff", "load_model", "load_task",
+    "parse_template",
 ]

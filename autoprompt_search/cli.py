@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import cli_many, demo
+from .demonstrations import Demonstrations
 from .errors import AutopromptError, DataError
 from .evaluator import Evaluator
 from .loaders import DEMOS, load_demo, load_task
@@ -82,6 +83,19 @@ def _parser() -> argparse.ArgumentParser:
     model_options.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     model_options.add_argument("--fact-match", default="first-token", choices=["first-token", "greedy"],
                                help="fact tasks: P@1 on the object's first token (LAMA) or its greedy whole word")
+    model_options.add_argument("--calibrate", action="store_true",
+                               help="contextual calibration (Zhao et al. 2021): divide out the label words' prior "
+                                    "measured on content-free inputs (classification only)")
+    model_options.add_argument("--demos", type=int, metavar="K",
+                               help="in-context demonstrations from the train split: K per class (or K in all, "
+                                    "see --demo-per-class) before each query")
+    model_options.add_argument("--demo-selection", default="random", choices=["random", "similar"],
+                               help="demonstrations drawn at random or most similar to the query (TF-IDF)")
+    model_options.add_argument("--demo-per-class", default=True, action=argparse.BooleanOptionalAction,
+                               help="K demonstrations per class (LM-BFF, default) or K in all")
+    model_options.add_argument("--demo-seed", type=int, default=0, help="seed of the demonstration draw")
+    model_options.add_argument("--demo-separator", default=r"\n\n",
+                               help=r"text between demonstrations (default \n\n)")
     model_options.add_argument("--output-json", type=Path, help="also write the printed JSON to this file")
     model_options.add_argument("-v", "--verbose", action="store_true")
 
@@ -146,8 +160,14 @@ def _task(args: argparse.Namespace, *, split: str | None = None) -> Task:
 
 
 def _evaluator(args: argparse.Namespace, lm: LanguageModel, *, progress: bool = False) -> Evaluator:
-    """The one Evaluator of a command, from the options every verb shares (new scoring options go here)."""
-    return Evaluator(lm, dtype=args.dtype, fact_match=args.fact_match, progress=progress)
+    """The one Evaluator of a command, from the options every verb shares (new scoring options go here);
+    a saved prompt's own calibration and demonstrations win over --calibrate/--demos."""
+    demos = None
+    if args.demos is not None:
+        demos = Demonstrations(args.demos, args.demo_per_class, args.demo_selection, args.demo_seed,
+                               unescape_cli(args.demo_separator))
+    return Evaluator(lm, dtype=args.dtype, fact_match=args.fact_match, progress=progress,
+                     calibration="contextual" if args.calibrate else None, demos=demos)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -164,10 +184,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     lm = load_model(args.model, device=args.device)
     evaluator = _evaluator(args, lm, progress=True)
     started = time.perf_counter()
+    prompt = evaluator.fitted(prompt, task)
     result: dict[str, Any] = evaluator.evaluate(prompt, task.split(split), task)
     seconds = time.perf_counter() - started
     result.update(split=split, seconds=round(seconds, 3), examples_per_second=round(result["n"] / seconds, 2),
                   template=prompt.render(lm.decode), dtype=args.dtype)
+    if prompt.calibration:
+        result["calibration"] = prompt.calibration.to_json()
+    if prompt.demos:
+        result["demonstrations"] = prompt.demos.to_json()
     _emit(result, args.output_json)
     return 0
 

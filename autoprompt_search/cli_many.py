@@ -10,6 +10,7 @@ or its run directory, ``=``, a data file, folder or demo task) or as a JSON obje
 
 JSON keys: ``prompt`` or ``template`` (+ ``verbalizer``), ``data``, and optionally ``split``,
 ``field_map``, ``label_field``, ``limit`` (first n examples) and ``name`` (shown in the output).
+``--calibrate`` and ``--demos K`` apply to every job whose prompt does not carry its own.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DataError
-from .evaluator import Evaluator, Job
+from .evaluator import Job
 from .loaders import DEMOS, load_demo, load_task
 from .models import load_model
 from .prompt import Prompt
@@ -84,7 +85,7 @@ def _prompt(spec: dict[str, Any]) -> Prompt:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import _emit
+    from .cli import _emit, _evaluator
 
     specs = [parse_job(text) for text in args.job]
     jobs, described = [], []
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         jobs.append(Job(prompt, examples, task))
         described.append({"name": spec.get("name") or task.name, "data": str(spec["data"]), "split": split})
     lm = load_model(args.model, device=args.device)
-    evaluator = Evaluator(lm, dtype=args.dtype, fact_match=args.fact_match, progress=True)
+    evaluator = _evaluator(args, lm, progress=True)
     started = time.perf_counter()
     results = evaluator.evaluate_many(jobs)
     seconds = time.perf_counter() - started

@@ -2,8 +2,9 @@
 
 Literal text and field values that stand next to each other are tokenized together, exactly as a
 user's rendered prompt would be; only trigger and soft slots and the answer slot split the text.
-Inputs longer than the model allows lose tokens from their longest field, never from the prompt
-or the answer slot (a warning says so once).
+In-context demonstrations (:mod:`demonstrations`) are rendered with the same template before the
+query. Inputs longer than the model allows lose demonstrations first, then tokens from their
+longest field, never from the prompt or the answer slot (a warning says so once).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .models.language_model import LanguageModel
 from .prompt import Prompt
 from .tasks import Example, Task
 from .template import Answer, Field, Soft, Text, Trigger
-from .verbalizer import word_token_ids
+from .verbalizer import spaced, word_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -110,19 +111,19 @@ class PromptEncoder:
             prompt = replace(prompt, verbalizer=prompt.verbalizer.for_labels(task.labels))
         return prompt
 
-    def encode(self, prompt: Prompt, example: Example) -> Encoded:
-        """Ids of ``example`` under ``prompt``, truncating the longest field if the model needs it."""
-        values = {}
-        for name in prompt.template.fields:
-            if name not in example.fields:
-                raise DataError(
-                    f"an example lacks the field {name!r} the template uses (it has {sorted(example.fields)}); "
-                    "fix the data or the template"
-                )
-            values[name] = str(example.fields[name])
-        encoded = self._encode(prompt, values)
+    def encode(self, prompt: Prompt, example: Example, demos: Sequence[Example] = ()) -> Encoded:
+        """Ids of ``example`` under ``prompt``, after the demonstrations ``demos`` (rendered with the
+        same template, joined by ``prompt.demos.separator``). An input too long for the model loses
+        demonstrations first (the farthest from the query first), then tokens of its longest field."""
+        values = _field_values(prompt, example)
+        rendered = [(_field_values(prompt, d), self._demo_word(prompt, d)) for d in demos]
+        encoded = self._encode(prompt, values, rendered)
         limit = self.lm.max_length - ANSWER_RESERVE
         while len(encoded.before) + len(encoded.after) > limit:
+            if rendered:
+                rendered = rendered[1:]
+                encoded = self._encode(prompt, values, rendered)
+                continue
             excess = len(encoded.before) + len(encoded.after) - limit
             longest = max(values, key=lambda k: len(self.tokenize(values[k])), default=None)
             field_ids = self.tokenize(values[longest]) if longest else ()
@@ -137,45 +138,78 @@ class PromptEncoder:
                             self.lm.max_length, longest)
                 self._warned_truncation = True
             values[longest] = self.lm.decode(list(field_ids[: max(1, len(field_ids) - excess - 1)]))
-            encoded = self._encode(prompt, values)
+            encoded = self._encode(prompt, values, rendered)
         return encoded
+
+    @staticmethod
+    def _demo_word(prompt: Prompt, demo: Example) -> str:
+        """The word a demonstration shows at ``[P]``: its label's first word, or the label itself where
+        there are no label words (a fact's object; a linear head's class name)."""
+        if demo.label is None:
+            raise DataError("a demonstration has no label: the demonstration pool (train split) must be labelled")
+        if prompt.verbalizer is None:
+            return str(demo.label)
+        return prompt.verbalizer.words[str(demo.label)][0]
 
     def label_word_ids(self, prompt: Prompt, encoded: Encoded) -> list[list[tuple[int, ...]]]:
         """For each label (verbalizer order), the token ids of each of its words."""
         assert prompt.verbalizer is not None
         return [[self.word_ids(w, encoded.text_before) for w in words] for words in prompt.verbalizer.words.values()]
 
-    def _encode(self, prompt: Prompt, values: dict[str, str]) -> Encoded:
+    def _encode(self, prompt: Prompt, values: dict[str, str], demos: Sequence[tuple[dict[str, str], str]]) -> Encoded:
         parts: list[list[int]] = [list(self.lm.prefix_ids), []]
         softs: list[list[tuple[int, int]]] = [[], []]
         triggers: list[list[int]] = [[], []]
-        side, buffer, soft_index, trigger_index, text_before = 0, "", 0, 0, ""
-        for segment in prompt.template.segments:
-            if isinstance(segment, Text):
-                buffer += segment.text
-            elif isinstance(segment, Field):
-                buffer += values[segment.name]
-            else:
-                if isinstance(segment, Answer):
+        side, buffer, text_before = 0, "", ""
+        separator = prompt.demos.separator if prompt.demos else ""
+        # Each demonstration, then the query: (field values, the demonstration's word or None).
+        for fields, word in [*demos, (values, None)]:
+            soft_index = trigger_index = 0
+            for segment in prompt.template.segments:
+                if isinstance(segment, Text):
+                    buffer += segment.text
+                elif isinstance(segment, Field):
+                    buffer += fields[segment.name]
+                elif isinstance(segment, Answer) and word is not None:
                     buffer = buffer.rstrip(" \t")
-                    text_before = buffer or ("x" if parts[0][len(self.lm.prefix_ids):] else "")
-                parts[side].extend(self.tokenize(buffer))
-                buffer = ""
-                if isinstance(segment, Trigger):
-                    triggers[side].extend(range(len(parts[side]), len(parts[side]) + segment.count))
-                    parts[side].extend(prompt.trigger_ids[trigger_index : trigger_index + segment.count])
-                    trigger_index += segment.count
-                elif isinstance(segment, Soft):
-                    for _ in range(segment.count):
-                        softs[side].append((len(parts[side]), soft_index))
-                        parts[side].append(self.lm.pad_id)
-                        soft_index += 1
+                    buffer += spaced(word, buffer or ("x" if parts[0][len(self.lm.prefix_ids):] else ""))
                 else:
-                    side = 1
+                    if isinstance(segment, Answer):
+                        buffer = buffer.rstrip(" \t")
+                        text_before = buffer or ("x" if parts[0][len(self.lm.prefix_ids):] else "")
+                    parts[side].extend(self.tokenize(buffer))
+                    buffer = ""
+                    if isinstance(segment, Trigger):
+                        if word is None:  # only the query's trigger positions are reported
+                            triggers[side].extend(range(len(parts[side]), len(parts[side]) + segment.count))
+                        parts[side].extend(prompt.trigger_ids[trigger_index : trigger_index + segment.count])
+                        trigger_index += segment.count
+                    elif isinstance(segment, Soft):
+                        for _ in range(segment.count):
+                            softs[side].append((len(parts[side]), soft_index))
+                            parts[side].append(self.lm.pad_id)
+                            soft_index += 1
+                    else:
+                        side = 1
+            if word is not None:
+                buffer += separator
         parts[1].extend(self.tokenize(buffer if not self.lm.is_causal else ""))
         parts[1].extend(self.lm.suffix_ids)
         return Encoded(tuple(parts[0]), tuple(parts[1]), tuple(softs[0]), tuple(softs[1]), text_before,
                        tuple(triggers[0]), tuple(triggers[1]))
+
+
+def _field_values(prompt: Prompt, example: Example) -> dict[str, str]:
+    """The example's values of the template's fields, as text."""
+    values = {}
+    for name in prompt.template.fields:
+        if name not in example.fields:
+            raise DataError(
+                f"an example lacks the field {name!r} the template uses (it has {sorted(example.fields)}); "
+                "fix the data or the template"
+            )
+        values[name] = str(example.fields[name])
+    return values
 
 
 def _fit_head(prompt: Prompt, task: Task, hidden_size: int) -> Prompt:

@@ -6,12 +6,19 @@ candidate at a time — and :meth:`Evaluator.score_many` puts several tasks, eac
 Scores are true log-probabilities over the full vocabulary (log-softmax at the answer positions
 only, which costs <1 % of a forward pass), so multi-token label words, AutoPrompt's loss and P@1
 all read off the same numbers.
+
+Two options change what is scored, for every searcher and every job at once (a prompt's own setting
+wins): ``calibration="contextual"`` divides out the label-word prior measured on content-free inputs
+(:mod:`calibration`; their rows join the same batched passes as one more job per prompt, the prior
+is cached per prompt), and ``demos=Demonstrations(k=1)`` puts in-context demonstrations from the
+task's train split before each query (:mod:`demonstrations`). :meth:`Evaluator.fitted` returns a
+prompt carrying both, with the fitted prior, which is what a search saves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -19,20 +26,27 @@ import torch
 
 from . import metrics
 from .batching import Normalize, Queries, Row, run_queries
+from .calibration import Calibration
+from .demonstrations import Demonstrations
 from .encoding import Encoded, PromptEncoder, check_examples
-from .errors import BudgetError, DataError
+from .errors import BudgetError, DataError, TemplateError
+from .in_context import InContext, Priors
 from .models.language_model import LanguageModel
 from .prompt import Prompt
 from .tasks import Example, Task
 
 FactMatch = Literal["first-token", "greedy"]
+#: (prompt, example, task) → the demonstrations before that example (:meth:`InContext.demonstrations`).
+DemoSource = Callable[[Prompt, Example, Task], Sequence[Example]]
 
 
 @dataclass
 class ScoreTable:
     """Scores of C prompts on E examples.
 
-    Classification: ``scores`` (C, E, L) class log-probs, ``gold`` (E,) label indices (-1 if none).
+    Classification: ``scores`` (C, E, L) class log-probs (calibrated where calibration is on),
+    ``gold`` (E,) label indices (-1 if none), ``p_cf`` (C, L) each prompt's calibration prior (NaN
+    rows for uncalibrated prompts; None if none is calibrated).
     Fact tasks: ``rank`` (C, E) rank of the gold object's first token, ``gold_logprob`` (C, E) the
     whole object's log-prob, ``greedy`` (C, E) whether greedy decoding yields the whole object.
     """
@@ -45,6 +59,7 @@ class ScoreTable:
     gold_logprob: np.ndarray | None = None
     greedy: np.ndarray | None = None
     fact_match: FactMatch = "first-token"
+    p_cf: np.ndarray | None = None
 
     def metrics(self, candidate: int = 0) -> dict[str, float]:
         """Metrics of one prompt (row ``candidate``) over the labelled examples."""
@@ -66,7 +81,7 @@ class ScoreTable:
         first = parts[0]
         return ScoreTable(first.kind, first.labels, np.concatenate([p.gold for p in parts]), scores=cat("scores"),
                           rank=cat("rank"), gold_logprob=cat("gold_logprob"), greedy=cat("greedy"),
-                          fact_match=first.fact_match)
+                          fact_match=first.fact_match, p_cf=first.p_cf)
 
     def predictions(self, candidate: int = 0) -> list[str]:
         """Predicted labels of one prompt (classification only)."""
@@ -101,6 +116,8 @@ class Evaluator:
     shared by several candidates on the same example once. ``normalize="labels"`` scores label
     words by a softmax over the label words only (cheaper; classification only).
     ``chunk_pairs`` bounds memory: pairs are planned and scored that many at a time.
+    ``calibration`` ("contextual" or a :class:`Calibration`) and ``demos`` (a
+    :class:`Demonstrations`) apply to every prompt that does not carry its own.
     """
 
     model: LanguageModel
@@ -112,12 +129,29 @@ class Evaluator:
     normalize: Normalize = "vocab"
     chunk_pairs: int = 16384
     progress: bool = False
+    calibration: Calibration | str | None = None
+    demos: Demonstrations | None = None
     forward_rows: int = field(default=0, init=False)
     forward_tokens: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self._lm = self.model.with_dtype(self.dtype)
         self.encoder = PromptEncoder(self.model)
+        self.calibration = Calibration.coerce(self.calibration)
+        self.context = InContext(self.model)  # cached priors and demonstration selectors
+
+    def settle(self, prompt: Prompt) -> Prompt:
+        """The prompt with this Evaluator's calibration and demonstrations where it has none of its own."""
+        return replace(prompt, calibration=prompt.calibration or self.calibration, demos=prompt.demos or self.demos)
+
+    def fitted(self, prompt: Prompt, task: Task) -> Prompt:
+        """The prompt exactly as it scores here on ``task``: settled, fitted to the task's labels, and
+        with its calibration prior p_cf recorded — what a search saves, so it scores the same later."""
+        prompt = self.prepare(prompt, task)
+        if prompt.calibration is None or prompt.calibration.fitted:
+            return prompt
+        table = self._score_chunk([Job([prompt], (), task)], [(0, 0, 0)])[0]  # content-free rows only
+        return replace(prompt, calibration=prompt.calibration.with_prior(task.labels, table.p_cf[0]))
 
     def evaluate(self, prompt: Prompt, examples: Sequence[Example], task: Task) -> dict[str, float]:
         """Metrics of one prompt on ``examples``."""
@@ -148,6 +182,16 @@ class Evaluator:
                     parts[j].append(table)
         return [p[0] if len(p) == 1 else ScoreTable.concat(p) for p in parts]
 
+    def prepare(self, prompt: Prompt, task: Task) -> Prompt:
+        """The prompt as it is scored here on ``task``: settled (see :meth:`settle`) and validated."""
+        prompt = self.encoder.validate(self.settle(prompt), task)
+        if task.kind != "classification" and prompt.calibration:
+            raise TemplateError(
+                f"contextual calibration rescales the probabilities of a closed set of label words, but task "
+                f"{task.name!r} is a fact task whose answer can be any word: score it without calibration"
+            )
+        return prompt
+
     def _check_job(self, job: Job) -> Job:
         prompts = [job.prompts] if isinstance(job.prompts, Prompt) else list(job.prompts)
         if not job.examples:
@@ -155,15 +199,20 @@ class Evaluator:
         if not prompts:
             raise DataError(f"no prompts to score for task {job.task.name!r}: give at least one")
         check_examples(job.examples, job.task)
-        return Job([self.encoder.validate(p, job.task) for p in prompts], job.examples, job.task)
+        return Job([self.prepare(p, job.task) for p in prompts], job.examples, job.task)
 
     def _score_chunk(self, jobs: Sequence[Job], chunk: Sequence[tuple[int, int, int]]) -> list[ScoreTable]:
-        """Score the slices ``(job, start, stop)`` of ``chunk`` in one :func:`run_queries` call."""
-        plan = _Plan(self.encoder, self.model.is_causal, self.model.mask_id)
+        """Score the slices ``(job, start, stop)`` of ``chunk`` in one :func:`run_queries` call; the
+        content-free inputs of calibrated prompts whose prior is not known yet join it as extra jobs."""
+        plan = _Plan(self.encoder, self.model.is_causal, self.model.mask_id, self.context.demonstrations)
         prompts: list[Prompt] = []
         for j, start, stop in chunk:
             plan.add_job(len(prompts), jobs[j].prompts, jobs[j].examples[start:stop], jobs[j].task)
             prompts.extend(jobs[j].prompts)
+        unfitted = self.context.unfitted((p, jobs[j].task) for j, _, _ in chunk for p in jobs[j].prompts)
+        for prompt, task in unfitted.values():
+            plan.add_job(len(prompts), [prompt], self.context.content_free(prompt), task)
+            prompts.append(prompt)
         cand = None if self.candidate_ids is None else torch.as_tensor(list(self.candidate_ids), device=self._lm.device)
         answers = run_queries(
             self._lm, plan.rows, plan.queries, [p.soft for p in prompts], deep_tables=[p.deep for p in prompts],
@@ -174,7 +223,17 @@ class Evaluator:
         )
         self.forward_rows += len(plan.rows)
         self.forward_tokens += sum(len(r.ids) for r in plan.rows)
-        return plan.tables(answers, self.fact_match)
+        tables = plan.tables(answers, self.fact_match)
+        scored, free = tables[: len(chunk)], tables[len(chunk) :]
+        fresh = self.context.fit(unfitted, [table.scores[0] for table in free])
+        return [self._calibrated(table, jobs[j], fresh) for (j, _, _), table in zip(chunk, scored, strict=True)]
+
+    def _calibrated(self, table: ScoreTable, job: Job, fresh: Priors) -> ScoreTable:
+        """The job's table with its calibrated prompts' scores calibrated and their priors in ``p_cf``."""
+        if table.kind != "classification":
+            return table
+        scores, p_cf = self.context.calibrated(table.scores, job.prompts, job.task, fresh)
+        return replace(table, scores=scores, p_cf=p_cf)
 
     def rank(
         self,
@@ -238,11 +297,13 @@ class _Plan:
 
     Causal LM: one row holds the context; a word's first token is read at its last position, and a
     multi-token word gets one extra row (context + its tokens but the last) for the rest. Masked LM:
-    one row per distinct word length, with that many mask tokens at the answer slot.
+    one row per distinct word length, with that many mask tokens at the answer slot. ``demos`` gives
+    the in-context demonstrations that go before each (prompt, example) pair.
     """
 
-    def __init__(self, encoder: PromptEncoder, is_causal: bool, mask_id: int | None) -> None:
-        self.encoder, self.is_causal, self.mask_id = encoder, is_causal, mask_id
+    def __init__(self, encoder: PromptEncoder, is_causal: bool, mask_id: int | None,
+                 demos: DemoSource | None = None) -> None:
+        self.encoder, self.is_causal, self.mask_id, self.demos = encoder, is_causal, mask_id, demos
         self.rows: list[Row] = []
         self.groups: list[int] = []  # (job, example) of each row: rows of one example may share a prefix
         self.queries = Queries([], [], [])
@@ -270,7 +331,8 @@ class _Plan:
         return mask
 
     def _add(self, table: int, group: int, prompt: Prompt, example: Example, task: Task) -> None:
-        encoded = self.encoder.encode(prompt, example)
+        demos = self.demos(prompt, example, task) if self.demos else ()
+        encoded = self.encoder.encode(prompt, example, demos)
         if prompt.head is not None:  # one site, the answer slot, read by the head (any token will do)
             targets = [[(self.encoder.lm.pad_id,)]]
         elif task.kind == "classification":
@@ -336,7 +398,7 @@ class _Plan:
                 reduce = np.mean if prompts[c].verbalizer.reduction == "mean" else np.sum
                 for li, words in enumerate(labels):
                     scores[c, e, li] = np.logaddexp.reduce([reduce(lp[q]) for q in words])
-            gold = np.array([label_index.get(str(x.label), -1) for x in examples])
+            gold = np.array([label_index.get(str(x.label), -1) for x in examples], dtype=int)
             return ScoreTable("classification", task.labels, gold, scores=scores)
         first = np.array([w[0][0][0] for w in words])
         whole = np.array([lp[w[0][0]].sum() for w in words])

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 
 from . import atomic
+from .calibration import Calibration
+from .demonstrations import Demonstrations
 from .errors import PromptFileError
 from .template import Template, parse_template
 from .verbalizer import Verbalizer
@@ -40,7 +42,10 @@ class Prompt:
 
     ``head`` ``(L, H + 1)`` (weights and bias) is a trained linear classifier on the hidden state at
     ``[P]`` that replaces the verbalizer (P-tuning v2's head, for labels without natural words); its
-    rows are the classes ``head_labels``."""
+    rows are the classes ``head_labels``.
+
+    Optionally contextual calibration (:mod:`calibration`) and in-context demonstrations
+    (:mod:`demonstrations`); None there means "as the Evaluator is configured"."""
 
     template: Template
     verbalizer: Verbalizer | None = None
@@ -50,6 +55,8 @@ class Prompt:
     deep: torch.Tensor | None = field(default=None, compare=False)
     head: torch.Tensor | None = field(default=None, compare=False)
     head_labels: tuple[str, ...] = ()
+    calibration: Calibration | None = None
+    demos: Demonstrations | None = None
 
     @classmethod
     def build(cls, template: str | Template, verbalizer: Verbalizer | str | dict | None = None, **kw: Any) -> Prompt:
@@ -59,7 +66,9 @@ class Prompt:
         return cls(parsed, verb, **kw)
 
     def with_triggers(self, ids: tuple[int, ...] | list[int]) -> Prompt:
-        return replace(self, trigger_ids=tuple(int(i) for i in ids))
+        """The prompt with other trigger tokens (a fitted calibration prior no longer applies)."""
+        calibration = self.calibration.unfitted() if self.calibration else None
+        return replace(self, trigger_ids=tuple(int(i) for i in ids), calibration=calibration)
 
     def render(self, decode: Any = None) -> str:
         """The template with trigger tokens filled in, for people (``decode`` maps one id to text)."""
@@ -95,6 +104,8 @@ class Prompt:
             "trigger_ids": list(self.trigger_ids),
             "trigger_tokens": [decode([i]) for i in self.trigger_ids] if decode else None,
             "model": vars(self.model) if self.model else None,
+            "calibration": self.calibration.to_json() if self.calibration else None,
+            "demonstrations": self.demos.to_json() if self.demos else None,
         }
         if self.soft is not None:
             data["soft"] = {"file": TENSOR_NAME, "shape": list(self.soft.shape)}
@@ -130,8 +141,10 @@ class Prompt:
             verbalizer = Verbalizer.from_json(data["verbalizer"]) if data.get("verbalizer") else None
             model = ModelSignature(**data["model"]) if data.get("model") else None
             triggers = tuple(int(i) for i in data.get("trigger_ids") or ())
+            calibration = Calibration.from_json(data["calibration"]) if data.get("calibration") else None
+            demos = Demonstrations.from_json(data["demonstrations"]) if data.get("demonstrations") else None
         except (OSError, KeyError, TypeError, ValueError, OverflowError, RecursionError) as error:
-            # ValueError covers JSONDecodeError, UnicodeDecodeError and template/verbalizer errors;
+            # ValueError covers JSONDecodeError, UnicodeDecodeError and template/verbalizer/calibration errors;
             # OverflowError an "Infinity" trigger id; RecursionError absurdly nested JSON.
             raise PromptFileError(
                 f"{path} is not a valid prompt file ({type(error).__name__}: {error}); it may be truncated or "
@@ -144,7 +157,8 @@ class Prompt:
         if head is not None and len(labels) != head.shape[0]:
             raise PromptFileError(f"{path} has a head of {head.shape[0]} rows for labels {list(labels)}: restore it "
                                   "from the run directory or train again")
-        prompt = cls(template, verbalizer, triggers, soft, model, deep, head, labels)
+        prompt = cls(template, verbalizer, triggers, soft, model, deep=deep, head=head, head_labels=labels,
+                     calibration=calibration, demos=demos)
         if len(triggers) not in (0, template.n_triggers):
             raise PromptFileError(
                 f"{path} has {len(triggers)} trigger ids for {template.n_triggers} [T] slots: give one id per slot "

@@ -23,7 +23,7 @@ import torch
 from . import deep_prompt
 from .batching import pad_rows, splice_soft
 from .encoding import PromptEncoder
-from .evaluator import _head_log_probs, _Plan
+from .evaluator import DemoSource, _head_log_probs, _Plan
 from .prompt import Prompt
 from .tasks import Example, Task
 
@@ -53,16 +53,18 @@ def soft_forward(
     *,
     deep: torch.Tensor | None = None,
     head: torch.Tensor | None = None,
+    demos: DemoSource | None = None,
 ) -> SoftBatch:
     """Score ``examples`` under ``prompt`` with ``soft`` (n_soft, H) in its ``[V]`` slots, with grad.
 
     ``prompt`` must have passed :meth:`PromptEncoder.validate`; its own ``soft`` is ignored in
     favour of ``soft``. ``head`` (L, H + 1): class scores are the log-softmax of a linear head on the
     hidden state at ``[P]`` instead of the verbalizer's words. ``deep`` (layers, 2, kv_heads, n, head_dim):
-    per-layer key/value prefixes every row attends to.
+    per-layer key/value prefixes every row attends to. ``demos`` (e.g. the Evaluator's
+    ``context.demonstrations``) puts in-context demonstrations before each example, as in scoring.
     """
     lm = encoder.lm
-    plan = _Plan(encoder, lm.is_causal, lm.mask_id)
+    plan = _Plan(encoder, lm.is_causal, lm.mask_id, demos)
     plan.add_job(0, [prompt], examples, task)
     ids, mask = pad_rows(lm, [row.ids for row in plan.rows])
     splices = [(b, p, t, k) for b, row in enumerate(plan.rows) for p, t, k in row.soft]

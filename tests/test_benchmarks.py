@@ -233,3 +233,26 @@ def test_report_is_byte_identical_when_regenerated(tiny_runs: Path, tmp_path: Pa
     assert "| manual (baseline) |" in text and "| better |" in text and "0 trigger ids" in text
     assert "| better | sentiment | +" in text  # the delta table against the baseline
     assert sorted(pngs) == ["tiny-curves-forward.png", "tiny-curves-seconds.png", "tiny-scores.png"]
+
+
+def test_calibration_experiment_runs_resumes_and_tabulates(tmp_path: Path, tiny_causal_lm) -> None:
+    from benchmarks import exp_calibration
+
+    split = tmp_path / "data" / "SST-2" / "k-shot" / "16-13"
+    split.mkdir(parents=True)
+    rows = {"train": ["good film", "bad film", "good plot", "bad plot"], "dev": ["good acting", "bad acting"],
+            "test": ["good ending", "bad ending", "good music", "bad music"]}
+    for name, sentences in rows.items():
+        lines = ["sentence\tlabel"] + [f"{s}\t{int(s.startswith('good'))}" for s in sentences]
+        (split / f"{name}.tsv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    exp_calibration.run(tiny_causal_lm, tmp_path / "data", tasks=["SST-2"], seeds=[13], out=out, limit=4)
+    cells = sorted(p.stem for p in out.glob("*.json"))
+    assert len(cells) == len(exp_calibration.TEMPLATES) * len(exp_calibration.SETTINGS)
+    record = json.loads((out / "sst-2-it-was-demos+cal-13.json").read_text())
+    assert record["test"]["n"] == 4 and record["prompt"]["calibration"]["p_cf"] and record["prompt"]["demonstrations"]
+    table = (out / "README.md").read_text()
+    assert "| SST-2 | it-was |" in table and "(n=1" in table
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
+    exp_calibration.run(tiny_causal_lm, tmp_path / "data", tasks=["SST-2"], seeds=[13], out=out, limit=4)
+    assert before == {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}

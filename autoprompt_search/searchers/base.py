@@ -237,7 +237,8 @@ class Searcher(ABC):
         self, ctx: SearchContext, select_split: str, history: list[StepRecord], run: RunDir | None
     ) -> SearchResult:
         prompt, score = self.best
-        prompt = dataclasses.replace(prompt, model=ctx.signature())
+        # The saved prompt carries the Evaluator's calibration (with its fitted prior) and demonstrations.
+        prompt = ctx.evaluator.fitted(dataclasses.replace(prompt, model=ctx.signature()), ctx.task)
         dev_metrics = ctx.evaluator.evaluate(prompt, ctx.select, ctx.task)
         test = ctx.task.split("test") if ctx.task.has_split("test") else None
         test_metrics = ctx.evaluator.evaluate(prompt, test, ctx.task) if test is not None else None

@@ -9,6 +9,9 @@ A subclass supplies the parameterization; this base owns everything else, once:
 - the optimizer (AdamW or Adafactor), a linear warm-up, optional bf16 autocast;
 - evaluation on the selection split every ``eval_every`` steps through the shared Evaluator (never
   test), the best prompt kept, early stopping after ``patience`` evaluations without improvement;
+- the Evaluator's in-context demonstrations in training too (LM-BFF trains behind its
+  demonstrations), so training optimises the inputs evaluation scores; its contextual calibration
+  applies to evaluation (Zhao et al. calibrate at inference), not to the training loss;
 - ``state_dict``/``load_state_dict`` with parameters, optimizer state, data position and the best
   prompt, so a resumed run equals an uninterrupted one bit for bit;
 - multi-task training (P-tuning v2): ``also`` names further tasks, each with its own template and
@@ -172,7 +175,7 @@ class SoftSearcher(Searcher):
         """Scores of a training batch of task ``part`` (0: the searched task) under the current tensors."""
         task = self._parts[part]
         return soft_forward(ctx.evaluator.encoder, task.prompt, batch, task.task, tensors.soft,
-                            deep=tensors.deep, head=tensors.head)
+                            deep=tensors.deep, head=tensors.head, demos=ctx.evaluator.context.demonstrations)
 
     # --- searcher protocol ---------------------------------------------------------------------
     def start(self, ctx: SearchContext) -> None:
@@ -265,7 +268,7 @@ class SoftSearcher(Searcher):
             prompt = dataclasses.replace(prompt, soft=torch.zeros(template.n_soft, hidden))
         if self.head:
             prompt = dataclasses.replace(prompt, head=torch.zeros(len(labels), hidden + 1), head_labels=labels)
-        self._prompt = ctx.evaluator.encoder.validate(prompt, ctx.task)
+        self._prompt = ctx.evaluator.prepare(prompt, ctx.task)  # with the Evaluator's demonstrations
         self._parts = self._load_parts(ctx)
         param = self.parameterization(ctx, self._prompt)
         self.param = (WithHead(param, len(labels), hidden) if self.head else param).to(ctx.model.device)
@@ -319,7 +322,7 @@ class SoftSearcher(Searcher):
                     f"{self._prompt.template.n_soft}: every task of a multi-task prompt uses the same number"
                 )
             prompt = Prompt.build(template, spec.get("verbalizer"), soft=self._prompt.soft)
-            prompt = ctx.evaluator.encoder.validate(prompt, task)
+            prompt = ctx.evaluator.prepare(prompt, task)
             select = task.split("dev" if task.has_split("dev") else "train")
             parts.append(TaskPart(task, prompt, task.split("train") if task.has_split("train") else select, select))
         return parts
