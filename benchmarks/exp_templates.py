@@ -53,7 +53,7 @@ VARIANTS = ("base", "calib", "demos", "calib+demos")
 CACHE = "test-cache.json"
 
 
-def evaluator_options(variant: str) -> dict[str, Any] | None:
+def evaluator_options(variant: str, seed: int = 0) -> dict[str, Any] | None:
     """Evaluator keyword arguments for a variant, or None where this checkout's Evaluator lacks them."""
     fields = {f.name for f in dataclasses.fields(Evaluator)}
     options: dict[str, Any] = {}
@@ -64,7 +64,7 @@ def evaluator_options(variant: str) -> dict[str, Any] | None:
             return None
         from autoprompt_search.demonstrations import Demonstrations  # only with the calibration work merged
 
-        options["demos"] = Demonstrations(k=1)  # LM-BFF: one demonstration per class, from train
+        options["demos"] = Demonstrations(k=1, seed=seed)  # LM-BFF: one demonstration per class, from train
     return options if set(options) <= fields else None
 
 
@@ -83,7 +83,7 @@ def run_one(lm, root: Path, out: Path, name: str, seed: int, variant: str, *, ha
     path = out / f"{run}.json"
     if path.exists():
         return json.loads(path.read_text())
-    options = evaluator_options(variant)
+    options = evaluator_options(variant, seed)
     if options is None:
         print(f"{run}: skipped, this checkout's Evaluator has no option for {variant!r} (a no-op until it lands)")
         return None

@@ -31,3 +31,5 @@ def test_variant_options_follow_what_the_evaluator_offers() -> None:
     assert evaluator_options("base") == {}
     calibrated = evaluator_options("calib")
     assert calibrated is None or calibrated == {"calibration": "contextual"}
+    demos = evaluator_options("demos", seed=21)
+    assert demos is None or demos["demos"].seed == 21
