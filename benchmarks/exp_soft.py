@@ -136,7 +136,7 @@ def summarise(out: Path) -> None:
                      f"{_metric(r['manual_test']):.3f} | {_metric(r['dev']):.3f} | {_metric(r['manual_dev']):.3f} "
                      f"| {r['seconds']} |")
     for method in METHODS:
-        shots = [r for r in runs if r["run"].startswith(f"sst2-16shot-{method}-")]
+        shots = [r for r in runs if r["run"].startswith("sst2-16shot-") and r["method"] == method]
         if shots:
             found = np.array([_metric(r["test"]) for r in shots])
             manual = np.array([_metric(r["manual_test"]) for r in shots])
