@@ -52,12 +52,19 @@ def answer_log_probs(
 
 
 def trigger_gradient(
-    encoder: PromptEncoder, prompt: Prompt, examples: Sequence[Example], gold_tokens: Sequence[Sequence[int]]
+    encoder: PromptEncoder,
+    prompt: Prompt,
+    examples: Sequence[Example],
+    gold_tokens: Sequence[Sequence[int]],
+    class_tokens: Sequence[Sequence[int]] | None = None,
 ) -> tuple[torch.Tensor, float]:
     """Gradient ``(n_triggers, H)`` of the summed loss w.r.t. the trigger embeddings, and the loss.
 
     Loss per example: ``-log sum_w p(w)`` over the first tokens ``w`` of the gold class's label
     words (AutoPrompt's class probability), read from the full-vocabulary softmax at ``[P]``.
+    With ``class_tokens`` (every class's label tokens) that probability is renormalised over the
+    classes: the cross-entropy of the classifier the prompt induces, which a prompt cannot lower
+    by raising all label words at once.
     """
     lm = encoder.lm
     ids, answer, triggers = _rows(encoder, prompt, examples)
@@ -65,7 +72,11 @@ def trigger_gradient(
     embeds = lm.embed(padded).detach().requires_grad_(True)
     logits = _answer_logits(lm, ids, answer, embeds, mask)  # (E, V)
     log_probs = logits.log_softmax(-1)
-    loss = -sum(torch.logsumexp(log_probs[e, list(tokens)], dim=0) for e, tokens in enumerate(gold_tokens))
+    gold = torch.stack([torch.logsumexp(log_probs[e, list(tokens)], dim=0) for e, tokens in enumerate(gold_tokens)])
+    if class_tokens is not None:
+        per_class = torch.stack([torch.logsumexp(log_probs[:, list(tokens)], dim=1) for tokens in class_tokens], 1)
+        gold = gold - torch.logsumexp(per_class, dim=1)
+    loss = -gold.sum()
     loss.backward()
     rows = torch.tensor([e for e, pos in enumerate(triggers) for _ in pos])
     cols = torch.tensor([p for pos in triggers for p in pos])

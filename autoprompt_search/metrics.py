@@ -1,12 +1,13 @@
 """Metrics from label-score tables: plain numpy, no model in sight.
 
-Classification: accuracy, macro-F1, mean gold log-prob. Fact retrieval (LAMA): P@1 and MRR from
+Classification: accuracy, macro-F1, mean gold log-prob (in the vocabulary and among the classes). Fact retrieval (LAMA): P@1 and MRR from
 the gold object's rank, and mean gold log-prob.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import logsumexp
 
 
 def accuracy(pred: np.ndarray, gold: np.ndarray) -> float:
@@ -35,13 +36,19 @@ def mean_reciprocal_rank(rank: np.ndarray) -> float:
 
 
 def classification_metrics(scores: np.ndarray, gold: np.ndarray) -> dict[str, float]:
-    """``scores`` (E, L) class log-probs, ``gold`` (E,) label indices."""
+    """``scores`` (E, L) class log-probs, ``gold`` (E,) label indices.
+
+    ``gold_logprob`` is the gold class's log-prob in the LM's vocabulary; ``class_logprob`` the same
+    renormalised over the classes (minus the cross-entropy of the classifier the prompt induces).
+    """
     pred = scores.argmax(axis=1)
     gold_lp = scores[np.arange(len(gold)), gold]
+    class_lp = gold_lp - logsumexp(scores, axis=1)
     return {
         "accuracy": accuracy(pred, gold),
         "macro_f1": macro_f1(pred, gold, scores.shape[1]),
         "gold_logprob": float(np.mean(gold_lp)) if len(gold) else float("nan"),
+        "class_logprob": float(np.mean(class_lp)) if len(gold) else float("nan"),
         "n": len(gold),
     }
 

@@ -5,6 +5,9 @@ and ``results/autoprompt/README.md`` tabulates them. Test sets are only scored, 
 SST-2 test = the 872 GLUE dev sentences; LAMA test = mLAMA train ∪ dev of the relation.
 
     python -m benchmarks.exp_autoprompt [--part sst2-16shot|sst2-full|lama|all] [--iterations N]
+                                        [--objective vocab|class]
+
+``--objective class`` (SST-2 parts only) names its runs ``<run>-class``.
 """
 
 from __future__ import annotations
@@ -33,19 +36,21 @@ RELATIONS = ("P19", "P30", "P36", "P176", "P1376")
 
 
 def run_one(name: str, task, template: str, verbalizer, manual: str, *, init: str, iterations: int, seed: int,
-            lm) -> dict:
+            lm, objective: str = "vocab") -> dict:
+    name = name if objective == "vocab" else f"{name}-{objective}"
     path = OUT / f"{name}.json"
     if path.exists():
         return json.loads(path.read_text())
     started = time.perf_counter()
     evaluator = Evaluator(lm)
     searcher = AutoPromptSearcher(templates=[template], verbalizers=[verbalizer], preset="cpu", init=init,
-                                  iterations=iterations, seed=seed)
+                                  iterations=iterations, objective=objective, seed=seed)
     result = searcher.search(task, lm, budget=Budget(iterations=iterations), evaluator=evaluator,
                              run_dir=OUT / "runs" / name, resume=True, progress=False)
     manual_test = evaluator.evaluate(Prompt.build(manual, verbalizer), task.split("test"), task)
     manual_dev = evaluator.evaluate(Prompt.build(manual, verbalizer), task.split("dev"), task)
-    data = {"run": name, "seed": seed, "iterations": iterations, "template": template, "manual": manual,
+    data = {"run": name, "seed": seed, "iterations": iterations, "objective": objective, "template": template,
+            "manual": manual,
             "found": result.prompt.render(lm.decode), "trigger_ids": list(result.prompt.trigger_ids),
             "dev": result.dev_metrics, "test": result.test_metrics, "manual_dev": manual_dev,
             "manual_test": manual_test, "accepted": int(sum(r.scores.get("accepted", 0) for r in result.history)),
@@ -60,15 +65,15 @@ def _metric(metrics: dict) -> float:
     return metrics.get("accuracy", metrics.get("p_at_1"))
 
 
-def sst2_16shot(lm, root: Path, iterations: int) -> None:
+def sst2_16shot(lm, root: Path, iterations: int, objective: str) -> None:
     test = load_task(root / "SST-2" / "glue" / "dev.tsv").split("test")
     for seed in SEEDS:
         task = load_lmbff(root, "SST-2", seed=seed).with_splits(test=test)
         run_one(f"sst2-16shot-{seed}", task, SST2_TEMPLATE, SST2_WORDS, SST2_MANUAL, init=" the",
-                iterations=iterations, seed=seed, lm=lm)
+                iterations=iterations, seed=seed, lm=lm, objective=objective)
 
 
-def sst2_full(lm, root: Path, iterations: int) -> None:
+def sst2_full(lm, root: Path, iterations: int, objective: str) -> None:
     """Train on GLUE train; select on 200 held-apart train sentences; test on GLUE dev."""
     glue = load_task(root / "SST-2" / "glue")
     rows = list(glue.split("train"))
@@ -79,11 +84,13 @@ def sst2_full(lm, root: Path, iterations: int) -> None:
     train = [rows[i] for i in order[2000:] if id(rows[i]) not in held]
     task = glue.with_splits(train=train, dev=dev, test=glue.split("dev"))
     run_one("sst2-full", task, SST2_TEMPLATE, SST2_WORDS, SST2_MANUAL, init=" the", iterations=iterations,
-            seed=0, lm=lm)
+            seed=0, lm=lm, objective=objective)
 
 
-def lama(lm, root: Path, iterations: int) -> None:
+def lama(lm, root: Path, iterations: int, objective: str) -> None:
     """AutoPrompt initialised from the manual template: the phrase before [P] becomes the triggers."""
+    if objective != "vocab":
+        raise SystemExit("LAMA ranks the whole vocabulary: run --part lama with --objective vocab")
     for relation in RELATIONS:
         manual = lama_manual_template(root, relation).replace(" [P]", "[P]")
         head, phrase = re.fullmatch(r"(.*\{sub_label\})(.*)\[P\]", manual).groups()
@@ -96,17 +103,22 @@ def summarise() -> None:
     runs = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))] if OUT.exists() else []
     lines = ["# AutoPrompt vs manual templates (SmolLM2-135M-Instruct, fp32)", "",
              "Regenerate: `python -m benchmarks.exp_autoprompt --part all` (runs missing; re-tabulates).", "",
-             "| run | found prompt | test (found) | test (manual) | dev (found) | dev (manual) | accepted swaps | s |",
-             "|---|---|---|---|---|---|---|---|"]
+             "Objective `vocab` is the reference's (gold class log-prob in the vocabulary); `class` renormalises",
+             "it over the classes (`--objective class`).", "",
+             "| run | objective | found prompt | test (found) | test (manual) | dev (found) | dev (manual) "
+             "| accepted swaps | s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(runs, key=lambda r: r["run"]):
-        lines.append(f"| {r['run']} | `{r['found']!r}` | {_metric(r['test']):.3f} | {_metric(r['manual_test']):.3f} "
-                     f"| {_metric(r['dev']):.3f} | {_metric(r['manual_dev']):.3f} | {r['accepted']} | {r['seconds']} |")
-    shots = [r for r in runs if r["run"].startswith("sst2-16shot")]
-    if shots:
-        found = np.array([_metric(r["test"]) for r in shots])
-        manual = np.array([_metric(r["manual_test"]) for r in shots])
-        lines += ["", f"SST-2 16-shot over {len(shots)} seeds: AutoPrompt {found.mean():.3f} ± {found.std():.3f}, "
-                  f"manual {manual.mean():.3f} ± {manual.std():.3f}."]
+        lines.append(f"| {r['run']} | {r.get('objective', 'vocab')} | `{r['found']!r}` | {_metric(r['test']):.3f} "
+                     f"| {_metric(r['manual_test']):.3f} | {_metric(r['dev']):.3f} | {_metric(r['manual_dev']):.3f} "
+                     f"| {r['accepted']} | {r['seconds']} |")
+    for objective in ("vocab", "class"):
+        shots = [r for r in runs if r["run"].startswith("sst2-16shot") and r.get("objective", "vocab") == objective]
+        if shots:
+            found = np.array([_metric(r["test"]) for r in shots])
+            manual = np.array([_metric(r["manual_test"]) for r in shots])
+            lines += ["", f"SST-2 16-shot, objective {objective}, over {len(shots)} seeds: AutoPrompt "
+                      f"{found.mean():.3f} ± {found.std():.3f}, manual {manual.mean():.3f} ± {manual.std():.3f}."]
     atomic.write_text(OUT / "README.md", "\n".join(lines) + "\n")
 
 
@@ -114,6 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", default="all", choices=["sst2-16shot", "sst2-full", "lama", "all", "table"])
     parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--objective", default="vocab", choices=["vocab", "class"])
     parser.add_argument("--data-dir")
     args = parser.parse_args()
     root = data_dir(args.data_dir)
@@ -122,7 +135,7 @@ def main() -> None:
         parts = {"sst2-16shot": sst2_16shot, "lama": lama, "sst2-full": sst2_full}
         for name, fn in parts.items():
             if args.part in (name, "all"):
-                fn(lm, root, args.iterations)
+                fn(lm, root, args.iterations, args.objective)
     summarise()
 
 

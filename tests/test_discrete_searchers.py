@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from autoprompt_search import Budget, Evaluator, Prompt
 from autoprompt_search.differentiable import answer_log_probs, trigger_gradient
@@ -29,9 +30,13 @@ def test_trigger_loss_equals_evaluator_gold_logprob(any_lm, sentiment_task) -> N
     text_before = evaluator.encoder.encode(evaluator.encoder.validate(prompt, sentiment_task), batch[0]).text_before
     gold = [[evaluator.encoder.word_ids(w, text_before)[0] for w in words[e.label]] for e in batch]
     grad, loss = trigger_gradient(evaluator.encoder, prompt, batch, gold)
-    expected = -evaluator.evaluate(prompt, batch, sentiment_task)["gold_logprob"] * len(batch)
-    assert loss == pytest.approx(expected, abs=1e-3)
+    measured = evaluator.evaluate(prompt, batch, sentiment_task)
+    assert loss == pytest.approx(-measured["gold_logprob"] * len(batch), abs=1e-3)
     assert grad.shape == (2, any_lm.hidden_size) and grad.abs().sum() > 0
+    classes = [[evaluator.encoder.word_ids(w, text_before)[0] for w in words[label]] for label in ("0", "1")]
+    class_grad, class_loss = trigger_gradient(evaluator.encoder, prompt, batch, gold, classes)
+    assert class_loss == pytest.approx(-measured["class_logprob"] * len(batch), abs=1e-3)
+    assert class_loss < loss and not torch.allclose(class_grad, grad)
 
 
 def test_autoprompt_swaps_tokens_and_reports(any_lm, sentiment_task) -> None:
@@ -58,9 +63,29 @@ def test_autoprompt_refuses_multi_token_label_words_and_missing_slots(tiny_causa
                            iterations=1).search(sentiment_task, tiny_causal_lm, progress=False)
 
 
-def test_autoprompt_unknown_preset() -> None:
+def test_autoprompt_unknown_preset_and_objective(tiny_causal_lm, fact_task) -> None:
     with pytest.raises(TemplateError, match="unknown AutoPrompt preset"):
         AutoPromptSearcher(preset="huge")
+    with pytest.raises(TemplateError, match="unknown AutoPrompt objective"):
+        AutoPromptSearcher(objective="margin")
+    with pytest.raises(TemplateError, match="use objective='vocab'"):
+        AutoPromptSearcher(templates=["The capital of {sub_label} [T] is[P]"], objective="class",
+                           iterations=1).search(fact_task, tiny_causal_lm, progress=False)
+
+
+def test_autoprompt_class_objective_ranks_by_class_normalised_logprob(tiny_causal_lm, sentiment_task) -> None:
+    """The incumbent's reported score is the class-normalised gold log-prob of the batch it was scored on."""
+    searcher = AutoPromptSearcher(templates=["{sentence} [T*2] It was[P]"], verbalizers=[VERBALIZER], num_cand=4,
+                                  batch_size=100, iterations=1, confirm=False, objective="class", seed=3)
+    result = searcher.search(sentiment_task, tiny_causal_lm, budget=Budget(iterations=1), progress=False)
+    first = result.history[0].scores
+    train = list(sentiment_task.split("train"))  # a batch as large as the split is the whole split
+    initial = Prompt.build("{sentence} [T*2] It was[P]", VERBALIZER).with_triggers(
+        [tiny_causal_lm.tokenize(" the")[0]] * 2)
+    expected = Evaluator(tiny_causal_lm).evaluate(initial, train, sentiment_task)
+    assert first["incumbent"] == pytest.approx(expected["class_logprob"], abs=1e-4)
+    assert first["incumbent"] != pytest.approx(expected["gold_logprob"], abs=1e-3)
+    assert result.config["objective"] == "class"
 
 
 def test_rank_assignments_orders_by_training_accuracy() -> None:

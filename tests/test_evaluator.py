@@ -626,7 +626,11 @@ def test_score_table_metrics() -> None:
     # neg: tp 1, fp 1 -> 2/3; pos: tp 1, fn 1 -> 2/3
     assert m0["macro_f1"] == pytest.approx(2 / 3)
     assert m0["gold_logprob"] == pytest.approx(np.mean(np.log([0.9, 0.8, 0.4])))
+    assert m0["class_logprob"] == pytest.approx(m0["gold_logprob"])  # rows already sum to 1 over the classes
     assert m0["n"] == 3
+    halved = ScoreTable("classification", ("neg", "pos"), np.array([0, 1]), scores=scores[:, :2] + np.log(0.5))
+    assert halved.metrics(0)["gold_logprob"] == pytest.approx(np.mean(np.log([0.45, 0.4])))
+    assert halved.metrics(0)["class_logprob"] == pytest.approx(np.mean(np.log([0.9, 0.8])))
     m1 = table.metrics(1)
     assert m1["accuracy"] == pytest.approx(2 / 3)
     assert m1["macro_f1"] == pytest.approx((0 + 0.8) / 2)  # neg: fn 1 -> 0; pos: tp 2, fp 1 -> 4/5

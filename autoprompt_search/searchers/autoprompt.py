@@ -11,6 +11,11 @@ data: candidates are ranked by mean gold log-prob (accuracy ties constantly; ``s
 restores the reference); a win must be confirmed on a second fresh batch (``confirm``), since the
 batch that picked a candidate flatters it; and the template without triggers is a candidate too,
 so the search returns the manual prompt when no trigger beats it on dev.
+
+``objective="class"`` (classification only) renormalises the gold class's probability over the
+classes, in the gradient and in the ranking alike. The reference's vocabulary-wide objective can
+be lowered by a trigger that raises every label word at once, without the model telling the
+classes apart better; the class-normalised one is the cross-entropy of the induced classifier.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ class AutoPromptSearcher(Searcher):
         iterations: int | None = None,
         position: Literal["random", "cycle"] = "random",
         score: Literal["logprob", "accuracy"] = "logprob",
+        objective: Literal["vocab", "class"] = "vocab",
         confirm: bool = True,
         allow_capitalized: bool | None = None,
         seed: int = 0,
@@ -75,7 +81,10 @@ class AutoPromptSearcher(Searcher):
         settings = {k: given[k] if given[k] is not None else defaults[k] for k in defaults}
         self.template = (templates or ["{sentence} [T*3] It was[P]"])[0]
         self.verbalizer = (verbalizers or [None])[0]
+        if objective not in ("vocab", "class"):
+            raise TemplateError(f"unknown AutoPrompt objective {objective!r}: use 'vocab' or 'class'")
         self.preset, self.init, self.position, self.score, self.confirm = preset, init, position, score, confirm
+        self.objective = objective
         self.num_cand = int(settings["num_cand"])
         self.accumulation_steps = int(settings["accumulation_steps"])
         self.batch_size = int(settings["batch_size"])
@@ -89,7 +98,7 @@ class AutoPromptSearcher(Searcher):
         return {"templates": [self.template], "verbalizers": [self.verbalizer], "preset": self.preset,
                 "init": self.init, "num_cand": self.num_cand, "accumulation_steps": self.accumulation_steps,
                 "batch_size": self.batch_size, "iterations": self.iterations, "position": self.position,
-                "score": self.score, "confirm": self.confirm, "allow_capitalized": self.allow_capitalized,
+                "score": self.score, "objective": self.objective, "confirm": self.confirm, "allow_capitalized": self.allow_capitalized,
                 "seed": self.seed}
 
     def expected_steps(self) -> int:
@@ -115,7 +124,8 @@ class AutoPromptSearcher(Searcher):
         loss = 0.0
         for _ in range(self.accumulation_steps):
             batch = self._batch(ctx)
-            g, batch_loss = trigger_gradient(ctx.evaluator.encoder, prompt, batch, self._gold_tokens(batch))
+            g, batch_loss = trigger_gradient(ctx.evaluator.encoder, prompt, batch, self._gold_tokens(batch),
+                                             self._class_tokens)
             grad += g
             loss += batch_loss / len(batch) / self.accumulation_steps
         slot = (self._steps - 1) % len(self._triggers) if self.position == "cycle" else int(
@@ -168,6 +178,7 @@ class AutoPromptSearcher(Searcher):
         allowed = clean_token_mask(ctx.model, allow_capitalized=self.allow_capitalized).copy()
         label_tokens = self._label_tokens(ctx)
         allowed[list(label_tokens)] = False
+        self._class_tokens = self._per_class_tokens(ctx) if self.objective == "class" else None
         self._allowed = torch.from_numpy(allowed)
 
     def _label_tokens(self, ctx: SearchContext) -> set[int]:
@@ -185,6 +196,14 @@ class AutoPromptSearcher(Searcher):
                     )
                 tokens.add(ids[0])
         return tokens
+
+    def _per_class_tokens(self, ctx: SearchContext) -> list[list[int]]:
+        """Each class's label tokens, for the class-normalised objective."""
+        if ctx.task.kind != "classification":
+            raise TemplateError("objective='class' renormalises over a classification task's labels; this is a "
+                                f"{ctx.task.kind} task: use objective='vocab'")
+        words = self._prompt.verbalizer.words
+        return [[self._enc.word_ids(w, self._text_before)[0] for w in words[label]] for label in ctx.task.labels]
 
     def _gold_tokens(self, batch) -> list[list[int]]:
         """Per example, the first tokens of its gold label's words (fact tasks: of the object)."""
@@ -207,7 +226,7 @@ class AutoPromptSearcher(Searcher):
         """Score trigger sets on one fresh batch, in one Evaluator call."""
         batch = self._batch(ctx)
         table = ctx.evaluator.score([self._prompt.with_triggers(t) for t in trigger_sets], batch, ctx.task)
-        key = "gold_logprob" if self.score == "logprob" else None
+        key = None if self.score == "accuracy" else "class_logprob" if self.objective == "class" else "gold_logprob"
         return [table.metrics(i)[key] if key else selection_score(table.metrics(i), ctx.task.kind)
                 for i in range(len(trigger_sets))]
 
