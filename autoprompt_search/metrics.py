@@ -1,7 +1,7 @@
 """Metrics from label-score tables: plain numpy, no model in sight.
 
-Classification: accuracy, macro-F1, mean gold log-prob (in the vocabulary and among the classes). Fact retrieval (LAMA): P@1 and MRR from
-the gold object's rank, and mean gold log-prob.
+Classification: accuracy, macro-F1, mean gold log-prob (in the vocabulary and among the classes).
+Fact retrieval (LAMA): P@1 and MRR from the gold object's rank, and mean gold log-prob.
 """
 
 from __future__ import annotations

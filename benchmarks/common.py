@@ -1,4 +1,4 @@
-"""Shared benchmark plumbing: data location, timing, matmul peak, environment, JSON output."""
+"""Shared benchmark plumbing: data location, timing, matmul peak, environment, JSON output, run summaries."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from autoprompt_search import atomic
@@ -63,3 +64,15 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
     path = RESULTS / "perf" / f"{name}.json"
     atomic.write_json(path, data)
     return path
+
+
+def headline(metrics: dict[str, Any]) -> float:
+    """A run's headline number: accuracy for classification, P@1 for fact retrieval."""
+    return metrics.get("accuracy", metrics.get("p_at_1"))
+
+
+def found_vs_manual(runs: list[dict[str, Any]]) -> str:
+    """Mean ± std over runs (seeds) of the found prompt's test score, and of the manual template's."""
+    found = np.array([headline(r["test"]) for r in runs])
+    manual = np.array([headline(r["manual_test"]) for r in runs])
+    return f"{found.mean():.3f} ± {found.std():.3f} (manual {manual.mean():.3f} ± {manual.std():.3f})"

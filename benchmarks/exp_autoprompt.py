@@ -25,7 +25,7 @@ from autoprompt_search.loaders import lama_manual_template, load_lama, load_lmbf
 from autoprompt_search.searchers import AutoPromptSearcher
 from autoprompt_search.tasks import k_shot
 
-from .common import RESULTS, data_dir, environment
+from .common import RESULTS, data_dir, environment, found_vs_manual, headline
 
 OUT = RESULTS / "autoprompt"
 SST2_TEMPLATE = "Review: {sentence} [T*3]\nSentiment:[P]"
@@ -56,13 +56,9 @@ def run_one(name: str, task, template: str, verbalizer, manual: str, *, init: st
             "manual_test": manual_test, "accepted": int(sum(r.scores.get("accepted", 0) for r in result.history)),
             "seconds": round(time.perf_counter() - started, 1), "environment": environment()}
     atomic.write_json(path, data)
-    print(f"{name}: found {data['found']!r} test {_metric(data['test']):.3f} vs manual {_metric(manual_test):.3f}",
+    print(f"{name}: found {data['found']!r} test {headline(data['test']):.3f} vs manual {headline(manual_test):.3f}",
           flush=True)
     return data
-
-
-def _metric(metrics: dict) -> float:
-    return metrics.get("accuracy", metrics.get("p_at_1"))
 
 
 def sst2_16shot(lm, root: Path, iterations: int, objective: str) -> None:
@@ -109,16 +105,14 @@ def summarise() -> None:
              "| accepted swaps | s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(runs, key=lambda r: r["run"]):
-        lines.append(f"| {r['run']} | {r.get('objective', 'vocab')} | `{r['found']!r}` | {_metric(r['test']):.3f} "
-                     f"| {_metric(r['manual_test']):.3f} | {_metric(r['dev']):.3f} | {_metric(r['manual_dev']):.3f} "
+        lines.append(f"| {r['run']} | {r.get('objective', 'vocab')} | `{r['found']!r}` | {headline(r['test']):.3f} "
+                     f"| {headline(r['manual_test']):.3f} | {headline(r['dev']):.3f} | {headline(r['manual_dev']):.3f} "
                      f"| {r['accepted']} | {r['seconds']} |")
     for objective in ("vocab", "class"):
         shots = [r for r in runs if r["run"].startswith("sst2-16shot") and r.get("objective", "vocab") == objective]
         if shots:
-            found = np.array([_metric(r["test"]) for r in shots])
-            manual = np.array([_metric(r["manual_test"]) for r in shots])
-            lines += ["", f"SST-2 16-shot, objective {objective}, over {len(shots)} seeds: AutoPrompt "
-                      f"{found.mean():.3f} ± {found.std():.3f}, manual {manual.mean():.3f} ± {manual.std():.3f}."]
+            lines += ["", f"SST-2 16-shot, objective {objective}, {len(shots)} seeds: "
+                      f"AutoPrompt {found_vs_manual(shots)}."]
     atomic.write_text(OUT / "README.md", "\n".join(lines) + "\n")
 
 

@@ -26,7 +26,7 @@ from autoprompt_search.loaders import lama_manual_template, load_lama, load_lmbf
 from autoprompt_search.searchers import SoftSearcher
 from autoprompt_search.tasks import k_shot
 
-from .common import RESULTS, data_dir, environment
+from .common import RESULTS, data_dir, environment, found_vs_manual, headline
 
 OUT = RESULTS / "soft"
 SST2_MANUAL = "Review: {sentence}\nSentiment:[P]"
@@ -64,7 +64,7 @@ def run_one(name: str, task, method: str, config: dict, manual: str, verbalizer,
             "manual_test": _manual_test(out, test_key, evaluator, manual_prompt, task),
             "seconds": seconds, "environment": environment()}
     atomic.write_json(path, data)
-    print(f"{name}: test {_metric(data['test']):.3f} vs manual {_metric(data['manual_test']):.3f} ({seconds}s)",
+    print(f"{name}: test {headline(data['test']):.3f} vs manual {headline(data['manual_test']):.3f} ({seconds}s)",
           flush=True)
     return data
 
@@ -75,10 +75,6 @@ def _manual_test(out: Path, key: str, evaluator: Evaluator, prompt: Prompt, task
     if not path.exists():
         atomic.write_json(path, evaluator.evaluate(prompt, task.split("test"), task))
     return json.loads(path.read_text())
-
-
-def _metric(metrics: dict) -> float:
-    return metrics.get("accuracy", metrics.get("p_at_1"))
 
 
 def _template(method: str, soft: str, manual: str) -> list[str]:
@@ -132,16 +128,13 @@ def summarise(out: Path) -> None:
              "| run | method | steps | test | test (manual) | dev | dev (manual) | s |",
              "|---|---|---|---|---|---|---|---|"]
     for r in sorted(runs, key=lambda r: r["run"]):
-        lines.append(f"| {r['run']} | {r['method']} | {r['steps']} | {_metric(r['test']):.3f} | "
-                     f"{_metric(r['manual_test']):.3f} | {_metric(r['dev']):.3f} | {_metric(r['manual_dev']):.3f} "
+        lines.append(f"| {r['run']} | {r['method']} | {r['steps']} | {headline(r['test']):.3f} | "
+                     f"{headline(r['manual_test']):.3f} | {headline(r['dev']):.3f} | {headline(r['manual_dev']):.3f} "
                      f"| {r['seconds']} |")
     for method in METHODS:
         shots = [r for r in runs if r["run"].startswith("sst2-16shot-") and r["method"] == method]
         if shots:
-            found = np.array([_metric(r["test"]) for r in shots])
-            manual = np.array([_metric(r["manual_test"]) for r in shots])
-            lines += ["", f"SST-2 16-shot, {method}, {len(shots)} seeds: {found.mean():.3f} ± {found.std():.3f} "
-                      f"(manual {manual.mean():.3f})."]
+            lines += ["", f"SST-2 16-shot, {method}, {len(shots)} seeds: {found_vs_manual(shots)}."]
     atomic.write_text(out / "README.md", "\n".join(lines) + "\n")
 
 

@@ -98,8 +98,8 @@ class AutoPromptSearcher(Searcher):
         return {"templates": [self.template], "verbalizers": [self.verbalizer], "preset": self.preset,
                 "init": self.init, "num_cand": self.num_cand, "accumulation_steps": self.accumulation_steps,
                 "batch_size": self.batch_size, "iterations": self.iterations, "position": self.position,
-                "score": self.score, "objective": self.objective, "confirm": self.confirm, "allow_capitalized": self.allow_capitalized,
-                "seed": self.seed}
+                "score": self.score, "objective": self.objective, "confirm": self.confirm,
+                "allow_capitalized": self.allow_capitalized, "seed": self.seed}
 
     def expected_steps(self) -> int:
         return self.iterations
