@@ -1,11 +1,12 @@
-"""AutoPrompt and manual templates on SST-2 (16-shot, full data) and LAMA T-REx, with SmolLM2.
+"""AutoPrompt and manual templates on SST-2 (16-shot, full data), MR/CR (16-shot) and LAMA T-REx, with SmolLM2.
 
 Each run writes ``results/autoprompt/<run>.json`` (skipped when present, so a killed run resumes)
 and ``results/autoprompt/README.md`` tabulates them. Test sets are only scored, never selected on:
-SST-2 test = the 872 GLUE dev sentences; LAMA test = mLAMA train ∪ dev of the relation.
+SST-2 test = the 872 GLUE dev sentences; MR/CR test = LM-BFF's test.csv (2,000 sentences);
+LAMA test = mLAMA train ∪ dev of the relation.
 
-    python -m benchmarks.exp_autoprompt [--part sst2-16shot|sst2-full|lama|all] [--iterations N]
-                                        [--objective vocab|class]
+    python -m benchmarks.exp_autoprompt [--part sst2-16shot|mr-16shot|cr-16shot|sst2-full|lama|all]
+                                        [--iterations N] [--objective vocab|class] [--seeds S ...]
 
 ``--objective class`` (SST-2 parts only) names its runs ``<run>-class``.
 """
@@ -16,6 +17,7 @@ import argparse
 import json
 import re
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -61,15 +63,17 @@ def run_one(name: str, task, template: str, verbalizer, manual: str, *, init: st
     return data
 
 
-def sst2_16shot(lm, root: Path, iterations: int, objective: str) -> None:
-    test = load_task(root / "SST-2" / "glue" / "dev.tsv").split("test")
-    for seed in SEEDS:
-        task = load_lmbff(root, "SST-2", seed=seed).with_splits(test=test)
-        run_one(f"sst2-16shot-{seed}", task, SST2_TEMPLATE, SST2_WORDS, SST2_MANUAL, init=" the",
-                iterations=iterations, seed=seed, lm=lm, objective=objective)
+def sentiment_16shot(name: str, lm, root: Path, iterations: int, objective: str, seeds: list[int]) -> None:
+    """LM-BFF's 16-shot splits of SST-2, MR or CR, with the SST-2 template and label words."""
+    glue_dev = load_task(root / "SST-2" / "glue" / "dev.tsv").split("test") if name == "SST-2" else None
+    for seed in seeds:
+        task = load_lmbff(root, name, seed=seed)
+        task = task.with_splits(test=glue_dev) if glue_dev is not None else task
+        run_one(f"{name.lower().replace('-', '')}-16shot-{seed}", task, SST2_TEMPLATE, SST2_WORDS, SST2_MANUAL,
+                init=" the", iterations=iterations, seed=seed, lm=lm, objective=objective)
 
 
-def sst2_full(lm, root: Path, iterations: int, objective: str) -> None:
+def sst2_full(lm, root: Path, iterations: int, objective: str, seeds: list[int]) -> None:
     """Train on GLUE train; select on 200 held-apart train sentences; test on GLUE dev."""
     glue = load_task(root / "SST-2" / "glue")
     rows = list(glue.split("train"))
@@ -83,7 +87,7 @@ def sst2_full(lm, root: Path, iterations: int, objective: str) -> None:
             seed=0, lm=lm, objective=objective)
 
 
-def lama(lm, root: Path, iterations: int, objective: str) -> None:
+def lama(lm, root: Path, iterations: int, objective: str, seeds: list[int]) -> None:
     """AutoPrompt initialised from the manual template: the phrase before [P] becomes the triggers."""
     if objective != "vocab":
         raise SystemExit("LAMA ranks the whole vocabulary: run --part lama with --objective vocab")
@@ -108,28 +112,32 @@ def summarise() -> None:
         lines.append(f"| {r['run']} | {r.get('objective', 'vocab')} | `{r['found']!r}` | {headline(r['test']):.3f} "
                      f"| {headline(r['manual_test']):.3f} | {headline(r['dev']):.3f} | {headline(r['manual_dev']):.3f} "
                      f"| {r['accepted']} | {r['seconds']} |")
-    for objective in ("vocab", "class"):
-        shots = [r for r in runs if r["run"].startswith("sst2-16shot") and r.get("objective", "vocab") == objective]
-        if shots:
-            lines += ["", f"SST-2 16-shot, objective {objective}, {len(shots)} seeds: "
-                      f"AutoPrompt {found_vs_manual(shots)}."]
+    for task in ("sst2", "mr", "cr"):
+        for objective in ("vocab", "class"):
+            shots = [r for r in runs
+                     if r["run"].startswith(f"{task}-16shot") and r.get("objective", "vocab") == objective]
+            if shots:
+                lines += ["", f"{task} 16-shot, objective {objective}, seeds {sorted(r['seed'] for r in shots)}: "
+                          f"AutoPrompt {found_vs_manual(shots)}."]
     atomic.write_text(OUT / "README.md", "\n".join(lines) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", default="all", choices=["sst2-16shot", "sst2-full", "lama", "all", "table"])
+    parts = {"sst2-16shot": partial(sentiment_16shot, "SST-2"), "mr-16shot": partial(sentiment_16shot, "mr"),
+             "cr-16shot": partial(sentiment_16shot, "cr"), "lama": lama, "sst2-full": sst2_full}
+    parser.add_argument("--part", default="all", choices=[*parts, "all", "table"])
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--objective", default="vocab", choices=["vocab", "class"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="16-shot data seeds")
     parser.add_argument("--data-dir")
     args = parser.parse_args()
     root = data_dir(args.data_dir)
     if args.part != "table":
         lm = load_model("smollm2-135m", device="cpu")
-        parts = {"sst2-16shot": sst2_16shot, "lama": lama, "sst2-full": sst2_full}
         for name, fn in parts.items():
             if args.part in (name, "all"):
-                fn(lm, root, args.iterations, args.objective)
+                fn(lm, root, args.iterations, args.objective, args.seeds)
     summarise()
 
 
