@@ -71,6 +71,10 @@ def primary_metric(kind: str) -> str:
     return "accuracy" if kind == "classification" else "p_at_1"
 
 
-def selection_score(metrics: dict[str, float], kind: str) -> float:
-    """Primary metric, ties broken by mean gold log-prob (accuracy alone ties constantly)."""
-    return float(metrics[primary_metric(kind)]) + 1e-6 * float(np.tanh(metrics["gold_logprob"] / 100.0))
+def selection_score(metrics: dict[str, float], kind: str, tiebreak: str = "gold_logprob") -> float:
+    """Primary metric, ties broken by a mean log-prob (accuracy alone ties constantly).
+
+    ``tiebreak`` names that log-prob: ``gold_logprob``, or ``class_logprob`` for a search whose
+    objective is the class-normalised one, so that selection and search agree on what is better.
+    """
+    return float(metrics[primary_metric(kind)]) + 1e-6 * float(np.tanh(metrics[tiebreak] / 100.0))

@@ -599,6 +599,17 @@ def test_accuracy_and_macro_f1_by_hand() -> None:
     assert np.isnan(metrics.accuracy(np.array([]), np.array([])))
 
 
+def test_selection_score_breaks_accuracy_ties_by_the_named_logprob() -> None:
+    vocab_better = {"accuracy": 0.75, "gold_logprob": -2.0, "class_logprob": -0.6}
+    class_better = {"accuracy": 0.75, "gold_logprob": -3.0, "class_logprob": -0.4}
+    def score(m: dict[str, float], tiebreak: str = "gold_logprob") -> float:
+        return metrics.selection_score(m, "classification", tiebreak)
+
+    assert score(vocab_better) > score(class_better)
+    assert score(vocab_better, "class_logprob") < score(class_better, "class_logprob")
+    assert score({**vocab_better, "accuracy": 0.8}, "class_logprob") > score(class_better, "class_logprob")
+
+
 def test_rank_metrics_by_hand() -> None:
     rank = np.array([1, 2, 1, np.inf, 4])
     assert metrics.precision_at_1(rank) == pytest.approx(2 / 5)
