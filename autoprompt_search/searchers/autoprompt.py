@@ -13,9 +13,10 @@ batch that picked a candidate flatters it; and the template without triggers is 
 so the search returns the manual prompt when no trigger beats it on dev.
 
 ``objective="class"`` (classification only) renormalises the gold class's probability over the
-classes, in the gradient, the ranking and the dev tie-break alike. The reference's vocabulary-wide objective can
-be lowered by a trigger that raises every label word at once, without the model telling the
-classes apart better; the class-normalised one is the cross-entropy of the induced classifier.
+classes, in the gradient, the ranking and the dev tie-break alike. The reference's vocabulary-wide
+objective can be lowered by a trigger that raises every label word at once, without the model
+telling the classes apart better; the class-normalised one is the cross-entropy of the induced
+classifier.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class AutoPromptSearcher(Searcher):
             raise TemplateError(f"unknown AutoPrompt objective {objective!r}: use 'vocab' or 'class'")
         self.preset, self.init, self.position, self.score, self.confirm = preset, init, position, score, confirm
         self.objective = objective
-        self._tiebreak = "class_logprob" if objective == "class" else "gold_logprob"
+        self._logprob_key = "class_logprob" if objective == "class" else "gold_logprob"  # the objective's metric
         self.num_cand = int(settings["num_cand"])
         self.accumulation_steps = int(settings["accumulation_steps"])
         self.batch_size = int(settings["batch_size"])
@@ -228,9 +229,9 @@ class AutoPromptSearcher(Searcher):
         batch = self._batch(ctx)
         table = ctx.evaluator.score([self._prompt.with_triggers(t) for t in trigger_sets], batch, ctx.task)
         if self.score == "logprob":  # the objective's log-prob: the same quantity as the gradient's loss
-            return [table.metrics(i)[self._tiebreak] for i in range(len(trigger_sets))]
-        return [selection_score(table.metrics(i), ctx.task.kind, self._tiebreak) for i in range(len(trigger_sets))]
+            return [table.metrics(i)[self._logprob_key] for i in range(len(trigger_sets))]
+        return [selection_score(table.metrics(i), ctx.task.kind, self._logprob_key) for i in range(len(trigger_sets))]
 
     def _dev_score(self, ctx: SearchContext, triggers: list[int] | None) -> float:
         prompt = self._baseline if triggers is None else self._prompt.with_triggers(triggers)
-        return selection_score(ctx.evaluator.evaluate(prompt, ctx.select, ctx.task), ctx.task.kind, self._tiebreak)
+        return selection_score(ctx.evaluator.evaluate(prompt, ctx.select, ctx.task), ctx.task.kind, self._logprob_key)
