@@ -29,6 +29,7 @@ from .batching import Normalize, Queries, Row, run_queries
 from .calibration import Calibration
 from .demonstrations import Demonstrations
 from .encoding import Encoded, PromptEncoder, check_examples
+from .ensemble import EnsemblePrompt, expand_jobs
 from .errors import BudgetError, DataError, TemplateError
 from .in_context import InContext, Priors
 from .models.language_model import LanguageModel
@@ -146,7 +147,10 @@ class Evaluator:
 
     def fitted(self, prompt: Prompt, task: Task) -> Prompt:
         """The prompt exactly as it scores here on ``task``: settled, fitted to the task's labels, and
-        with its calibration prior p_cf recorded — what a search saves, so it scores the same later."""
+        with its calibration prior p_cf recorded — what a search saves, so it scores the same later.
+        An ensemble's members are fitted one by one."""
+        if isinstance(prompt, EnsemblePrompt):
+            return prompt.with_members([self.fitted(member, task) for member in prompt.members])
         prompt = self.prepare(prompt, task)
         if prompt.calibration is None or prompt.calibration.fitted:
             return prompt
@@ -171,7 +175,13 @@ class Evaluator:
         Jobs may mix tasks and prompt kinds; each result equals scoring that job alone (up to
         float rounding from different padding). With ``normalize="labels"``, fact and
         classification jobs run in separate passes (fact ranks need the full-vocabulary softmax).
+        An :class:`EnsemblePrompt` is scored as its members, in the same run, and its row combined.
         """
+        jobs = [Job(*job) for job in jobs]
+        if any(isinstance(p, EnsemblePrompt) for job in jobs
+               for p in ([job.prompts] if isinstance(job.prompts, Prompt | EnsemblePrompt) else job.prompts)):
+            flat, collapse = expand_jobs(jobs)
+            return collapse(self.score_many(flat))
         checked = [self._check_job(Job(*job)) for job in jobs]
         kinds = [[j for j, job in enumerate(checked) if job.task.kind == k] for k in ("classification", "fact")]
         passes = [list(range(len(checked)))] if self.normalize == "vocab" else [k for k in kinds if k]

@@ -45,7 +45,8 @@ class Prompt:
     rows are the classes ``head_labels``.
 
     Optionally contextual calibration (:mod:`calibration`) and in-context demonstrations
-    (:mod:`demonstrations`); None there means "as the Evaluator is configured"."""
+    (:mod:`demonstrations`); None there means "as the Evaluator is configured". ``perplexity`` is the
+    frozen model's perplexity of the template text (:mod:`fluency`), recorded by a search."""
 
     template: Template
     verbalizer: Verbalizer | None = None
@@ -57,6 +58,7 @@ class Prompt:
     head_labels: tuple[str, ...] = ()
     calibration: Calibration | None = None
     demos: Demonstrations | None = None
+    perplexity: float | None = field(default=None, compare=False)
 
     @classmethod
     def build(cls, template: str | Template, verbalizer: Verbalizer | str | dict | None = None, **kw: Any) -> Prompt:
@@ -68,7 +70,7 @@ class Prompt:
     def with_triggers(self, ids: tuple[int, ...] | list[int]) -> Prompt:
         """The prompt with other trigger tokens (a fitted calibration prior no longer applies)."""
         calibration = self.calibration.unfitted() if self.calibration else None
-        return replace(self, trigger_ids=tuple(int(i) for i in ids), calibration=calibration)
+        return replace(self, trigger_ids=tuple(int(i) for i in ids), calibration=calibration, perplexity=None)
 
     def render(self, decode: Any = None) -> str:
         """The template with trigger tokens filled in, for people (``decode`` maps one id to text)."""
@@ -107,6 +109,8 @@ class Prompt:
             "calibration": self.calibration.to_json() if self.calibration else None,
             "demonstrations": self.demos.to_json() if self.demos else None,
         }
+        if self.perplexity is not None:
+            data["perplexity"] = self.perplexity
         if self.soft is not None:
             data["soft"] = {"file": TENSOR_NAME, "shape": list(self.soft.shape)}
         if self.deep is not None:
@@ -129,7 +133,8 @@ class Prompt:
 
     @classmethod
     def load(cls, path: str | Path) -> Prompt:
-        """Load a prompt from ``prompt.json`` or its folder; every defect is a PromptFileError."""
+        """Load a prompt from ``prompt.json`` or its folder; every defect is a PromptFileError.
+        A file of kind ``ensemble`` loads as an :class:`~autoprompt_search.ensemble.EnsemblePrompt`."""
         path = Path(path)
         if path.is_dir():
             path = path / JSON_NAME
@@ -137,7 +142,12 @@ class Prompt:
             raise PromptFileError(f"no prompt file at {path}: give the prompt.json a search wrote")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and data.get("kind") == "ensemble":
+                from .ensemble import EnsemblePrompt
+
+                return EnsemblePrompt.from_json(data, path.parent)  # type: ignore[return-value]
             template = parse_template(data["template"])
+            perplexity = float(data["perplexity"]) if data.get("perplexity") is not None else None
             verbalizer = Verbalizer.from_json(data["verbalizer"]) if data.get("verbalizer") else None
             model = ModelSignature(**data["model"]) if data.get("model") else None
             triggers = tuple(int(i) for i in data.get("trigger_ids") or ())
@@ -158,7 +168,7 @@ class Prompt:
             raise PromptFileError(f"{path} has a head of {head.shape[0]} rows for labels {list(labels)}: restore it "
                                   "from the run directory or train again")
         prompt = cls(template, verbalizer, triggers, soft, model, deep=deep, head=head, head_labels=labels,
-                     calibration=calibration, demos=demos)
+                     calibration=calibration, demos=demos, perplexity=perplexity)
         if len(triggers) not in (0, template.n_triggers):
             raise PromptFileError(
                 f"{path} has {len(triggers)} trigger ids for {template.n_triggers} [T] slots: give one id per slot "

@@ -14,6 +14,7 @@ from autoprompt_search.cli import main
 from autoprompt_search.errors import PromptFileError, TemplateError
 from autoprompt_search.evaluator import Evaluator
 from autoprompt_search.metrics import selection_score
+from autoprompt_search.selection import selection_score as new_selection_score
 from autoprompt_search.models.language_model import LanguageModel
 from autoprompt_search.prompt import Prompt
 from autoprompt_search.tasks import Example, Task
@@ -137,7 +138,7 @@ def test_search_result_prompt_carries_the_fitted_calibration(tiny_causal_lm: Lan
     assert result.prompt.calibration is not None and result.prompt.calibration.fitted
     assert Prompt.load(tmp_path / "prompt.json").calibration == result.prompt.calibration
     table = evaluator.score([result.prompt], sentiment_task.split("dev"), sentiment_task)
-    assert result.dev_score == pytest.approx(selection_score(table.metrics(0), "classification"))
+    assert result.dev_score == pytest.approx(new_selection_score(table.metrics(0), "classification"))
 
 
 def test_cli_calibrate_flag(tiny_model_dir: Path, tmp_path: Path) -> None:

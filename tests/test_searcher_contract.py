@@ -42,6 +42,10 @@ CONFIGS: dict[str, Callable[[int], Searcher]] = {
     "optuna": lambda seed: SEARCHERS["optuna"](
         templates=["<<|Review: >>{sentence}<< It was|\nIn short:| All in all, it was>>[P]"],
         verbalizers=[VERBALIZER, {"0": "terrible", "1": "great"}], trials=4, rungs=2, startup_trials=1, seed=seed),
+    "auto": lambda seed: SEARCHERS["auto"](
+        templates=["{sentence} It was[P]"], verbalizers=[VERBALIZER], grammar="<<|Review: >>{sentence}<< It was|"
+        "\nSentiment:>>[P]", builtin=False, finalists=3, ensemble=2, soft="on", soft_tokens=2, soft_steps=2,
+        seed=seed),
 }
 
 
@@ -75,9 +79,10 @@ class TestSearcherContract:
         assert len(result.history) == 1
 
     def test_result_is_json_and_selects_on_dev(self, name, tiny_causal_lm, sentiment_task, tmp_path: Path) -> None:
-        result = CONFIGS[name](0).search(sentiment_task, tiny_causal_lm, budget=Budget(iterations=2),
-                                         run_dir=tmp_path, progress=False)
-        assert result.selection_split == "dev"
+        searcher = CONFIGS[name](0)
+        result = searcher.search(sentiment_task, tiny_causal_lm, budget=Budget(iterations=2), run_dir=tmp_path,
+                                 progress=False)
+        assert result.selection_split == ("train+dev" if searcher.select_on == "all" else "dev")  # never test
         text = json.dumps(result.to_json(tiny_causal_lm.decode))
         assert json.loads(text)["searcher"] == name
         for artifact in ("config.json", "history.jsonl", "prompt.json", "result.json"):

@@ -1,5 +1,6 @@
 """Searchers: every strategy behind one interface, registered by name."""
 
+from .auto import AutoSearcher
 from .autoprompt import AutoPromptSearcher
 from .base import SEARCHERS, Budget, SearchContext, Searcher, SearchResult, Step, StepRecord, register
 from .filtering import FilterSearcher
@@ -15,6 +16,7 @@ from .soft import Parameterization, PromptTensors, SoftSearcher
 __all__ = [
     "SEARCHERS",
     "AutoPromptSearcher",
+    "AutoSearcher",
     "Budget",
     "FilterSearcher",
     "LabelSearcher",

@@ -30,8 +30,10 @@ import torch
 
 from ..differentiable import trigger_gradient
 from ..errors import TemplateError, VerbalizerError
+from ..fluency import mean_log_likelihoods
 from ..metrics import selection_score
 from ..prompt import Prompt
+from ..selection import CalibrateChoice, Combine, SelectBy, SelectionOptions, SelectOn
 from ..template import parse_template
 from ..vocabulary import clean_token_mask
 from .base import SearchContext, Searcher, Step, register
@@ -49,8 +51,14 @@ _TRIGGER_SLOTS = re.compile(r" ?\[T(?:\*\d+)?\]")
 
 
 @register
-class AutoPromptSearcher(Searcher):
-    """Gradient-guided trigger search over the ``[T]`` slots of one template."""
+class AutoPromptSearcher(SelectionOptions, Searcher):
+    """Gradient-guided trigger search over the ``[T]`` slots of one template.
+
+    ``fluency`` (default 0: off) adds that weight times the mean log-likelihood of the template
+    text with the candidate triggers (:mod:`fluency`) to every candidate's batch score. The final
+    pick (:mod:`final`; options ``select_by`` … ``guard``) is between the found triggers and the
+    template without them, which is also the guard's reference.
+    """
 
     name = "autoprompt"
 
@@ -70,9 +78,18 @@ class AutoPromptSearcher(Searcher):
         objective: Literal["vocab", "class"] = "vocab",
         confirm: bool = True,
         allow_capitalized: bool | None = None,
+        fluency: float = 0.0,
+        select_by: SelectBy = "logloss",
+        select_on: SelectOn = "dev",
+        calibrate: CalibrateChoice = "choose",
+        ensemble: int = 1,
+        combine: Combine = "mean",
+        guard: float | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(seed=seed)
+        self.set_selection(select_by=select_by, select_on=select_on, calibrate=calibrate, ensemble=ensemble,
+                           combine=combine, guard=guard)
         if preset is not None and preset not in PRESETS:
             raise TemplateError(f"unknown AutoPrompt preset {preset!r}: use one of {sorted(PRESETS)}")
         defaults = {"num_cand": 24, "accumulation_steps": 1, "batch_size": 16, "iterations": 30,
@@ -85,7 +102,7 @@ class AutoPromptSearcher(Searcher):
         if objective not in ("vocab", "class"):
             raise TemplateError(f"unknown AutoPrompt objective {objective!r}: use 'vocab' or 'class'")
         self.preset, self.init, self.position, self.score, self.confirm = preset, init, position, score, confirm
-        self.objective = objective
+        self.objective, self.fluency = objective, fluency
         self._logprob_key = "class_logprob" if objective == "class" else "gold_logprob"  # the objective's metric
         self.num_cand = int(settings["num_cand"])
         self.accumulation_steps = int(settings["accumulation_steps"])
@@ -101,7 +118,8 @@ class AutoPromptSearcher(Searcher):
                 "init": self.init, "num_cand": self.num_cand, "accumulation_steps": self.accumulation_steps,
                 "batch_size": self.batch_size, "iterations": self.iterations, "position": self.position,
                 "score": self.score, "objective": self.objective, "confirm": self.confirm,
-                "allow_capitalized": self.allow_capitalized, "seed": self.seed}
+                "allow_capitalized": self.allow_capitalized, "fluency": self.fluency, **self.selection_config(),
+                "seed": self.seed}
 
     def expected_steps(self) -> int:
         return self.iterations
@@ -155,6 +173,12 @@ class AutoPromptSearcher(Searcher):
     def best(self) -> tuple[Prompt, float]:
         triggers, score = self._best
         return (self._baseline if triggers is None else self._prompt.with_triggers(triggers)), score
+
+    def final_candidates(self) -> list[Prompt]:
+        return [self.best[0], self._baseline]
+
+    def reference(self) -> Prompt | None:
+        return self._baseline
 
     def state_dict(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         return {"triggers": self._triggers, "best": [self._best[0], self._best[1]], "steps": self._steps}, {}
@@ -227,11 +251,18 @@ class AutoPromptSearcher(Searcher):
     def _batch_scores(self, ctx: SearchContext, trigger_sets: list[list[int]]) -> list[float]:
         """Score trigger sets on one fresh batch, in one Evaluator call."""
         batch = self._batch(ctx)
-        table = ctx.evaluator.score([self._prompt.with_triggers(t) for t in trigger_sets], batch, ctx.task)
+        prompts = [self._prompt.with_triggers(t) for t in trigger_sets]
+        table = ctx.evaluator.score(prompts, batch, ctx.task)
         if self.score == "logprob":  # the objective's log-prob: the same quantity as the gradient's loss
-            return [table.metrics(i)[self._logprob_key] for i in range(len(trigger_sets))]
-        return [selection_score(table.metrics(i), ctx.task.kind, self._logprob_key) for i in range(len(trigger_sets))]
+            scores = [table.metrics(i)[self._logprob_key] for i in range(len(trigger_sets))]
+        else:
+            scores = [selection_score(table.metrics(i), ctx.task.kind, self._logprob_key)
+                      for i in range(len(trigger_sets))]
+        if self.fluency:  # readable triggers first among near-equals (FluentPrompt, Shi et al. 2022)
+            texts = mean_log_likelihoods(ctx.model, prompts)
+            scores = [s + self.fluency * t for s, t in zip(scores, texts, strict=True)]
+        return scores
 
     def _dev_score(self, ctx: SearchContext, triggers: list[int] | None) -> float:
         prompt = self._baseline if triggers is None else self._prompt.with_triggers(triggers)
-        return selection_score(ctx.evaluator.evaluate(prompt, ctx.select, ctx.task), ctx.task.kind, self._logprob_key)
+        return ctx.score(ctx.evaluator.evaluate(prompt, ctx.select, ctx.task), self._logprob_key)

@@ -30,8 +30,12 @@ from tqdm.auto import tqdm
 from ..errors import AutopromptError, BudgetError, DataError, PromptFileError
 from ..evaluator import Evaluator
 from ..models.language_model import LanguageModel
+from ..ensemble import EnsemblePrompt
+from ..fluency import perplexity
 from ..prompt import ModelSignature, Prompt
+from ..selection import SelectBy, SelectionPolicy, SelectOn, selection_score
 from ..tasks import Example, Task
+from .final import Decision, final_selection
 from .run_dir import RunDir
 
 
@@ -80,8 +84,9 @@ class StepRecord:
 
 @dataclass
 class SearchContext:
-    """What a step may use: the task, the model, the shared Evaluator, a seeded RNG, and the
-    examples to train on and to select on (never the test split)."""
+    """What a step may use: the task, the model, the shared Evaluator, a seeded RNG, the examples
+    to train on and to select on (never the test split), how candidates are scored (``by``), and
+    the budget with what has been spent of it (a pipeline plans its stages by it)."""
 
     task: Task
     model: LanguageModel
@@ -90,9 +95,16 @@ class SearchContext:
     train: Sequence[Example]
     select: Sequence[Example]
     seed: int
+    by: SelectBy = "logloss"
+    budget: Budget = field(default_factory=lambda: Budget())
+    spent: Callable[[], tuple[float, int]] = lambda: (0.0, 0)  # (seconds, forward passes) so far
 
     def signature(self) -> ModelSignature:
         return ModelSignature(self.model.name, self.model.vocab_size, self.model.hidden_size)
+
+    def score(self, metrics: dict[str, float], tiebreak: str = "gold_logprob") -> float:
+        """The selection score of one candidate's metrics (:func:`selection.selection_score`)."""
+        return selection_score(metrics, self.task.kind, self.by, tiebreak)
 
 
 @dataclass
@@ -108,6 +120,7 @@ class SearchResult:
     test_metrics: dict[str, float] | None
     history: list[StepRecord]
     selection_split: str
+    selection: dict[str, Any] | None = None  # the final pick's evidence (:mod:`final`), if it ran
 
     def to_json(self, decode: Any = None) -> dict[str, Any]:
         return {
@@ -120,6 +133,7 @@ class SearchResult:
             "dev_metrics": self.dev_metrics,
             "test_metrics": self.test_metrics,
             "history": [dataclasses.asdict(r) for r in self.history],
+            "selection": self.selection,
         }
 
 
@@ -127,6 +141,9 @@ class Searcher(ABC):
     """Base class: configuration in the constructor, all work in :meth:`search`."""
 
     name: ClassVar[str]
+    #: How candidates are scored and where; searchers that take these options store them here.
+    select_by: SelectBy = "logloss"
+    select_on: SelectOn = "dev"
 
     def __init__(self, *, seed: int = 0) -> None:
         self.seed = seed
@@ -161,6 +178,28 @@ class Searcher(ABC):
         """Steps the searcher plans to take on its own (for the progress bar), if known."""
         return None
 
+    # --- the final pick (:mod:`final`), for searchers that take the selection options -----------
+    def selection_policy(self) -> SelectionPolicy | None:
+        """How the final pick is made; None: the incumbent ``best`` is the result."""
+        return None
+
+    def final_candidates(self) -> list[Prompt]:
+        """The candidates of the final pick, best first (by default only the incumbent)."""
+        return [self.best[0]]
+
+    def reference(self) -> Prompt | None:
+        """The given (manual) prompt the guard compares against, if the searcher has one."""
+        return None
+
+    def conclude(self, ctx: SearchContext) -> Decision:
+        """The result of the search: the final pick by the searcher's policy, or the incumbent."""
+        policy = self.selection_policy()
+        if policy is None or not policy.final_stage:
+            prompt, score = self.best
+            return Decision(prompt, score, None)
+        return final_selection(ctx.evaluator, ctx.task, ctx.select, self.final_candidates(), self.reference(),
+                               policy, seed=self.seed, decode=ctx.model.decode)
+
     # --- the loop -------------------------------------------------------------------------------
     def search(
         self,
@@ -185,8 +224,13 @@ class Searcher(ABC):
                 "whose 'split' column marks train/dev rows (a single file without one is all test)"
             )
         train = task.split("train") if task.has_split("train") else task.split(select_split)
-        ctx = SearchContext(task, model, evaluator, np.random.default_rng(self.seed), train,
-                            task.split(select_split), self.seed)
+        select = task.split(select_split)
+        if self.select_on == "all" and task.has_split("train") and select_split == "dev":
+            # all labelled examples, for search and selection alike (Perez et al. 2021 keep none apart)
+            train = select = [*train, *select]
+            select_split = "train+dev"
+        ctx = SearchContext(task, model, evaluator, np.random.default_rng(self.seed), train, select, self.seed,
+                            self.select_by, budget)
         run = RunDir(run_dir) if run_dir is not None else None
         history: list[StepRecord] = []
         steps, spent, forward0 = 0, 0.0, evaluator.forward_rows
@@ -214,6 +258,7 @@ class Searcher(ABC):
         bar = tqdm(total=budget.iterations or self.expected_steps(), initial=steps, desc=self.name,
                    unit="step", disable=not progress)
         began = time.perf_counter() - spent
+        ctx.spent = lambda: (time.perf_counter() - began, evaluator.forward_rows - forward0)
         while not budget.exhausted(steps, evaluator.forward_rows - forward0, time.perf_counter() - began):
             report = self.step(ctx)
             if report is None:
@@ -236,17 +281,28 @@ class Searcher(ABC):
     def _finish(
         self, ctx: SearchContext, select_split: str, history: list[StepRecord], run: RunDir | None
     ) -> SearchResult:
-        prompt, score = self.best
+        decision = self.conclude(ctx)
+        prompt, score, evidence = decision.prompt, decision.score, decision.evidence
         # The saved prompt carries the Evaluator's calibration (with its fitted prior) and demonstrations.
-        prompt = ctx.evaluator.fitted(dataclasses.replace(prompt, model=ctx.signature()), ctx.task)
+        prompt = ctx.evaluator.fitted(_finished(prompt, ctx), ctx.task)
         dev_metrics = ctx.evaluator.evaluate(prompt, ctx.select, ctx.task)
         test = ctx.task.split("test") if ctx.task.has_split("test") else None
         test_metrics = ctx.evaluator.evaluate(prompt, test, ctx.task) if test is not None else None
         result = SearchResult(self.name, self.config(), self.seed, prompt, score, dev_metrics, test_metrics,
-                              history, select_split)
+                              history, select_split, evidence)
         if run:
             run.finish(result, ctx.model.decode)
         return result
+
+
+def _finished(prompt: Prompt | EnsemblePrompt, ctx: SearchContext) -> Prompt | EnsemblePrompt:
+    """The prompt tied to the model's signature, each discrete prompt with its perplexity (:mod:`fluency`)."""
+    if isinstance(prompt, EnsemblePrompt):
+        members = [_finished(member, ctx) for member in prompt.members]
+        return dataclasses.replace(prompt.with_members(members), model=ctx.signature())
+    discrete = all(t is None for t in (prompt.soft, prompt.deep, prompt.head))
+    return dataclasses.replace(prompt, model=ctx.signature(),
+                               perplexity=perplexity(ctx.model, prompt) if discrete else prompt.perplexity)
 
 
 #: Registered searchers by name (``--searcher NAME``).

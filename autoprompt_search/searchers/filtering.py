@@ -36,10 +36,11 @@ import torch
 from ..errors import AutopromptError, BudgetError, TemplateError
 from ..evaluator import Evaluator, best_first, halving_sizes
 from ..grammar import Grammar, builtin_grammar
-from ..metrics import selection_score
+from ..fluency import mean_log_likelihoods
 from ..mutations import mutants
 from ..prompt import Prompt
 from ..proposals import propose_templates
+from ..selection import CalibrateChoice, Combine, SelectBy, SelectionOptions, SelectOn, top_indices
 from ..tasks import Example
 from ..verbalizer import Verbalizer
 from .base import SearchContext, Searcher, Step, register
@@ -48,7 +49,7 @@ from .pool import Spec
 
 
 @register
-class FilterSearcher(Searcher):
+class FilterSearcher(SelectionOptions, Searcher):
     """Successive halving over a pool of (template, verbalizer) candidates, then a dev final.
 
     Options: ``templates``/``verbalizers`` the given candidates (always in the pool, scored on dev);
@@ -57,7 +58,10 @@ class FilterSearcher(Searcher):
     the first template; ``generate`` how many instructions the model writes (APE) from
     ``generate_examples`` training examples; ``mutations`` children per round, ``mutation_rounds``
     rounds; ``first_slice`` training examples in the first rung; ``keep`` fraction kept per rung;
-    ``finalists`` candidates scored on dev; ``halving``; ``coarse_dtype`` for the training rungs.
+    ``finalists`` candidates scored on dev; ``halving``; ``coarse_dtype`` for the training rungs;
+    ``fluency`` the weight of the template text's mean log-likelihood (:mod:`fluency`) added to the
+    training scores that rank candidates and mutations. The selection options (``select_by`` …
+    ``guard``) are :class:`selection.SelectionPolicy`'s; ``ensemble: k`` returns the top k.
     """
 
     name = "filter"
@@ -80,16 +84,25 @@ class FilterSearcher(Searcher):
         finalists: int = 4,
         halving: bool = True,
         coarse_dtype: str | None = None,
+        fluency: float = 0.0,
+        select_by: SelectBy = "logloss",
+        select_on: SelectOn = "dev",
+        calibrate: CalibrateChoice = "choose",
+        ensemble: int = 1,
+        combine: Combine = "mean",
+        guard: float | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(seed=seed)
+        self.set_selection(select_by=select_by, select_on=select_on, calibrate=calibrate, ensemble=ensemble,
+                           combine=combine, guard=guard)
         self.templates, self.verbalizers = list(templates), list(verbalizers)
         self.grammar, self.builtin = grammar, builtin
         self.label_words, self.label_top_k = label_words, label_top_k
         self.generate, self.generate_examples = generate, generate_examples
         self.mutations, self.mutation_rounds = mutations, mutation_rounds
         self.first_slice, self.keep, self.finalists, self.halving = first_slice, keep, finalists, halving
-        self.coarse_dtype = coarse_dtype
+        self.coarse_dtype, self.fluency = coarse_dtype, fluency
         self._pool: list[Spec] = []
         self._alive: list[int] = []
         self._train_score: dict[int, float] = {}
@@ -101,8 +114,8 @@ class FilterSearcher(Searcher):
     def config(self) -> dict[str, Any]:
         keys = ("templates", "verbalizers", "grammar", "builtin", "label_words", "label_top_k", "generate",
                 "generate_examples", "mutations", "mutation_rounds", "first_slice", "keep", "finalists",
-                "halving", "coarse_dtype", "seed")
-        return {k: getattr(self, k) for k in keys}
+                "halving", "coarse_dtype", "fluency", "seed")
+        return {**{k: getattr(self, k) for k in keys}, **self.selection_config()}
 
     # --- searcher protocol ---------------------------------------------------------------------
     def start(self, ctx: SearchContext) -> None:
@@ -128,6 +141,16 @@ class FilterSearcher(Searcher):
     def best(self) -> tuple[Prompt, float]:
         index = best_first(list(self._dev), list(self._dev.values()))[0] if self._dev else 0
         return self._prompt(index), self._dev.get(index, float("-inf"))
+
+    def final_candidates(self) -> list[Prompt]:
+        """The dev-scored candidates best first, then the best alive ones, ``max(finalists, ensemble)`` in all."""
+        ranked = best_first(list(self._dev), list(self._dev.values())) if self._dev else []
+        ranked += [i for i in self._alive if i not in self._dev]
+        return [self._prompt(i) for i in ranked[: max(self.finalists, self.ensemble)]] or [self.best[0]]
+
+    def reference(self) -> Prompt | None:
+        """The first given template with the first given label words (the first anchor)."""
+        return self._prompt(0) if self._pool else None
 
     def state_dict(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         return {"pool": [list(spec) for spec in self._pool], "alive": self._alive, "order": self._order,
@@ -189,6 +212,9 @@ class FilterSearcher(Searcher):
         if self.coarse_dtype not in (None, evaluator.dtype):
             evaluator = dataclasses.replace(evaluator, dtype=self.coarse_dtype)
         scores = self._scores(evaluator, ctx, indices, examples)
+        if self.fluency:  # readable templates first among near-equals (FluentPrompt, Shi et al. 2022)
+            texts = mean_log_likelihoods(ctx.model, [self._prompt(i) for i in indices])
+            scores = [s + self.fluency * t for s, t in zip(scores, texts, strict=True)]
         if evaluator is not ctx.evaluator:  # the budget counts every forward pass, whichever precision ran it
             ctx.evaluator.forward_rows += evaluator.forward_rows
             ctx.evaluator.forward_tokens += evaluator.forward_tokens
@@ -201,7 +227,7 @@ class FilterSearcher(Searcher):
     def _scores(self, evaluator: Evaluator, ctx: SearchContext, indices: list[int],
                 examples: Sequence[Example]) -> list[float]:
         table = evaluator.score([self._prompt(i) for i in indices], examples, ctx.task)
-        return [selection_score(table.metrics(j), ctx.task.kind) for j in range(len(indices))]
+        return [ctx.score(table.metrics(j)) for j in range(len(indices))]
 
     def _prompt(self, index: int) -> Prompt:
         """The one place candidates become prompts (calibration/demonstrations ride on the Evaluator)."""

@@ -21,6 +21,7 @@ import numpy as np
 from ..differentiable import answer_log_probs
 from ..errors import TemplateError
 from ..prompt import Prompt
+from ..selection import CalibrateChoice, Combine, SelectBy, SelectOn
 from ..tasks import Example
 from ..template import parse_template
 from ..vocabulary import clean_token_mask
@@ -47,9 +48,15 @@ class LabelSearcher(PoolSearcher):
         finalists: int = 16,
         per_step: int = 8,
         allow_capitalized: bool = True,
+        select_by: SelectBy = "logloss",
+        select_on: SelectOn = "dev",
+        calibrate: CalibrateChoice = "choose",
+        ensemble: int = 1,
+        combine: Combine = "mean",
+        guard: float | None = None,
         seed: int = 0,
     ) -> None:
-        super().__init__(per_step=per_step, seed=seed)
+        super().__init__(per_step=per_step, seed=seed, select_by=select_by, select_on=select_on, calibrate=calibrate, ensemble=ensemble, combine=combine, guard=guard)
         self.template = (templates or ["{sentence} It was[P]"])[0]
         self.verbalizers = list(verbalizers or [])
         self.top_k, self.max_examples, self.finalists = top_k, max_examples, finalists
@@ -58,10 +65,14 @@ class LabelSearcher(PoolSearcher):
     def config(self) -> dict[str, Any]:
         return {"templates": [self.template], "verbalizers": self.verbalizers, "top_k": self.top_k,
                 "max_examples": self.max_examples, "finalists": self.finalists, "per_step": self.per_step,
-                "allow_capitalized": self.allow_capitalized, "seed": self.seed}
+                "allow_capitalized": self.allow_capitalized, **self.selection_config(), "seed": self.seed}
 
     def expected_steps(self) -> int:
         return -(-(self.finalists + len(self.verbalizers)) // self.per_step)
+
+    def reference(self) -> Prompt | None:
+        """The template with the first given label words, if any were given."""
+        return super().reference() if any(self.verbalizers) else None
 
     def describe(self, index: int) -> str:
         return "/".join(str(w) for w in self._pool[index][1].values())

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import TemplateError
+from ..selection import CalibrateChoice, Combine, SelectBy, SelectOn
 from ..verbalizer import Verbalizer
 from .base import SearchContext, register
 from .pool import PoolSearcher, Spec
@@ -19,7 +20,9 @@ from .pool import PoolSearcher, Spec
 
 @register
 class ManualSearcher(PoolSearcher):
-    """Scores every (template, verbalizer) pair; ``per_step`` candidates share one batched call."""
+    """Scores every (template, verbalizer) pair; ``per_step`` candidates share one batched call.
+    The selection options (``select_by``, ``select_on``, ``calibrate``, ``ensemble``, ``combine``,
+    ``guard``) are those of :class:`selection.SelectionPolicy`; the guard's reference is the first pair."""
 
     name = "manual"
 
@@ -29,15 +32,21 @@ class ManualSearcher(PoolSearcher):
         templates: Sequence[str],
         verbalizers: Sequence[Mapping[str, Any] | str | None] = (None,),
         per_step: int = 8,
+        select_by: SelectBy = "logloss",
+        select_on: SelectOn = "dev",
+        calibrate: CalibrateChoice = "choose",
+        ensemble: int = 1,
+        combine: Combine = "mean",
+        guard: float | None = None,
         seed: int = 0,
     ) -> None:
-        super().__init__(per_step=per_step, seed=seed)
+        super().__init__(per_step=per_step, seed=seed, select_by=select_by, select_on=select_on, calibrate=calibrate, ensemble=ensemble, combine=combine, guard=guard)
         self.templates = tuple(templates)
         self.verbalizers = tuple(verbalizers) or (None,)
 
     def config(self) -> dict[str, Any]:
         return {"templates": list(self.templates), "verbalizers": list(self.verbalizers),
-                "per_step": self.per_step, "seed": self.seed}
+                "per_step": self.per_step, **self.selection_config(), "seed": self.seed}
 
     def expected_steps(self) -> int:
         return -(-len(self.templates) * len(self.verbalizers) // self.per_step)

@@ -34,8 +34,8 @@ from optuna.trial import TrialState
 from ..errors import StudyError, TemplateError, VerbalizerError
 from ..evaluator import ScoreTable, halving_sizes
 from ..grammar import Grammar, builtin_grammar
-from ..metrics import selection_score
 from ..prompt import Prompt
+from ..selection import CalibrateChoice, Combine, SelectBy, SelectionOptions, SelectOn, top_indices
 from ..studies import best_trial, open_study, storage_url, tpe_sampler, trial_from_json, trial_to_json
 from .base import SearchContext, Searcher, Step, register
 from .labels import candidate_words, sample_examples
@@ -85,7 +85,7 @@ class Space:
 
 
 @register
-class OptunaSearcher(Searcher):
+class OptunaSearcher(SelectionOptions, Searcher):
     """TPE over template choices and label words; one trial per step; rungs pruned by successive halving.
 
     ``templates``: grammars (``<<a|b>>`` choice points; plain templates are grammars without any);
@@ -95,7 +95,11 @@ class OptunaSearcher(Searcher):
     (default: 8 when no verbalizer is given, else 0). ``trials`` this worker runs; ``rungs`` slices
     per trial; ``pruner``: ``halving``, ``median`` or ``none``; ``startup_trials`` random trials
     before TPE; ``storage``: None (memory), a SQLite path or any SQLAlchemy URL; ``study`` its name.
+    The selection options (``select_by`` … ``guard``) are :class:`selection.SelectionPolicy`'s; the
+    final pick sees the study's best ``max(FINALISTS, ensemble)`` complete trials.
     """
+
+    FINALISTS = 4
 
     name = "optuna"
 
@@ -112,9 +116,17 @@ class OptunaSearcher(Searcher):
         startup_trials: int = 8,
         storage: str | None = None,
         study: str = "autoprompt-optuna",
+        select_by: SelectBy = "logloss",
+        select_on: SelectOn = "dev",
+        calibrate: CalibrateChoice = "choose",
+        ensemble: int = 1,
+        combine: Combine = "mean",
+        guard: float | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(seed=seed)
+        self.set_selection(select_by=select_by, select_on=select_on, calibrate=calibrate, ensemble=ensemble,
+                           combine=combine, guard=guard)
         self.templates = list(templates or [])
         self.verbalizers = [json.loads(v) if isinstance(v, str) else dict(v) for v in verbalizers or [] if v]
         self.label_top_k = label_top_k
@@ -131,7 +143,7 @@ class OptunaSearcher(Searcher):
         return {"templates": self.templates, "verbalizers": self.verbalizers, "label_top_k": self.label_top_k,
                 "label_examples": self.label_examples, "trials": self.trials, "rungs": self.rungs,
                 "pruner": self.pruner, "startup_trials": self.startup_trials, "storage": self.storage,
-                "study": self.study, "seed": self.seed}
+                "study": self.study, **self.selection_config(), "seed": self.seed}
 
     def expected_steps(self) -> int:
         return self.trials
@@ -178,6 +190,17 @@ class OptunaSearcher(Searcher):
         if trial is None:  # nothing finished yet: the first candidate, unscored
             return Prompt.build(*self._space.candidate({})), float("-inf")
         return Prompt.build(trial.user_attrs["template"], trial.user_attrs["verbalizer"]), float(trial.value)
+
+    def final_candidates(self) -> list[Prompt]:
+        complete = self._study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if self._study else []
+        ranked = [complete[i] for i in top_indices([t.value for t in complete], len(complete))]
+        prompts = list(dict.fromkeys((t.user_attrs["template"], json.dumps(t.user_attrs["verbalizer"]))
+                                     for t in ranked))[: max(self.FINALISTS, self.ensemble)]
+        return [Prompt.build(t, json.loads(v)) for t, v in prompts] or [self.best[0]]
+
+    def reference(self) -> Prompt | None:
+        """The first alternative of every choice with the first given words, when templates were given."""
+        return Prompt.build(*self._space.candidate({})) if self.templates and self._space else None
 
     def state_dict(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         state: dict[str, Any] = {"space": asdict(self._space), "trials_run": self._trials, "worker": self._worker}
@@ -246,7 +269,7 @@ class OptunaSearcher(Searcher):
         for n in sorted(set(halving_sizes(len(examples), self.rungs))):
             tables.append(ctx.evaluator.score([prompt], examples[done:n], ctx.task))
             done = n
-            score = selection_score(ScoreTable.concat(tables).metrics(0), ctx.task.kind)
+            score = ctx.score(ScoreTable.concat(tables).metrics(0))
             trial.report(score, n)
             if n < len(examples) and trial.should_prune():
                 return TrialState.PRUNED, score, f"pruned at {n}/{len(examples)} examples"

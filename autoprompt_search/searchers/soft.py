@@ -9,6 +9,12 @@ A subclass supplies the parameterization; this base owns everything else, once:
 - the optimizer (AdamW or Adafactor), a linear warm-up, optional bf16 autocast;
 - evaluation on the selection split every ``eval_every`` steps through the shared Evaluator (never
   test), the best prompt kept, early stopping after ``patience`` evaluations without improvement;
+  selection by the mean class log-likelihood (``select_by="logloss"``, the default: on 32 dev
+  examples accuracy ties constantly and a lucky tie decides) or by accuracy;
+- checkpoint averaging (``average=n``): at every evaluation the mean of the prompt tensors of the
+  last ``n`` evaluations is scored as well and competes for best (a cheap stand-in for stochastic
+  weight averaging, Izmailov et al. 2018: the mean of nearby points of the trajectory sits in a
+  flatter, better-generalising region than any one of them);
 - the Evaluator's in-context demonstrations in training too (LM-BFF trains behind its
   demonstrations), so training optimises the inputs evaluation scores; its contextual calibration
   applies to evaluation (Zhao et al. calibrate at inference), not to the training loss;
@@ -35,8 +41,8 @@ from torch import nn
 
 from ..errors import AutopromptError, BudgetError, TemplateError
 from ..loaders import load_task
-from ..metrics import selection_score
 from ..prompt import Prompt
+from ..selection import SelectBy, SelectionPolicy, selection_score
 from ..soft_forward import SoftBatch, soft_forward
 from ..tasks import Example, Task
 from ..template import parse_template
@@ -139,9 +145,15 @@ class SoftSearcher(Searcher):
         patience: int | None = None,
         warmup: int | None = None,
         dtype: str = "float32",
+        select_by: SelectBy = "logloss",
+        average: int = 0,
         seed: int = 0,
     ) -> None:
         super().__init__(seed=seed)
+        SelectionPolicy(by=select_by)  # refuse a bad value now
+        if not isinstance(average, int) or average < 0:
+            raise BudgetError(f"average={average!r}: the number of last evaluations to average, 0 or 1 for none")
+        self.select_by, self.average = select_by, average
         if preset is not None and preset not in self.presets:
             raise AutopromptError(f"unknown {self.name} preset {preset!r}: use one of {sorted(self.presets)}")
         if dtype not in ("float32", "bfloat16"):
@@ -160,7 +172,8 @@ class SoftSearcher(Searcher):
 
     def config(self) -> dict[str, Any]:
         return {"templates": [self.template], "verbalizers": [self.verbalizer], "preset": self.preset,
-                "init": self.init, "head": self.head, "also": self.also, "dtype": self.dtype, "seed": self.seed,
+                "init": self.init, "head": self.head, "also": self.also, "dtype": self.dtype,
+                "select_by": self.select_by, "average": self.average, "seed": self.seed,
                 **dataclasses.asdict(self.settings)}
 
     def expected_steps(self) -> int:
@@ -206,8 +219,16 @@ class SoftSearcher(Searcher):
             with torch.no_grad():
                 tensors = self.param.materialise()
             dev = scores["dev"] = self._dev_score(ctx, tensors)
+            candidate = tensors.tensors()
+            if self.average > 1:
+                self._recent = [*self._recent, candidate][-self.average :]
+                if len(self._recent) > 1:
+                    mean = {k: torch.stack([r[k] for r in self._recent]).mean(0) for k in candidate}
+                    averaged = scores["dev_average"] = self._dev_score(ctx, PromptTensors(**mean))
+                    if averaged > dev:
+                        candidate, dev = mean, averaged
             if dev > self._best[1]:
-                self._best, self._stale = (tensors.tensors(), dev, self._step), 0
+                self._best, self._stale = (candidate, dev, self._step), 0
             else:
                 self._stale += 1
         return Step(scores, note=f"epoch {self._epoch}")
@@ -229,6 +250,7 @@ class SoftSearcher(Searcher):
         opt = self.optimizer.state_dict()["state"]
         tensors = {f"param.{k}": v for k, v in self.param.state_dict().items()}
         tensors |= {f"best.{k}": v for k, v in self._best[0].items()}
+        tensors |= {f"recent.{i}.{k}": v for i, r in enumerate(self._recent) for k, v in r.items()}
         scalars: dict[str, Any] = {}
         for index, slots in opt.items():
             for key, value in slots.items():
@@ -256,6 +278,12 @@ class SoftSearcher(Searcher):
         self._best = (best, float(state["best_score"]), int(state["best_step"]))
         self._step, self._epoch, self._cursor = int(state["step"]), int(state["epoch"]), int(state["cursor"])
         self._stale = int(state["stale"])
+        recent: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith("recent."):
+                _, index, name = key.split(".", 2)
+                recent.setdefault(int(index), {})[name] = value
+        self._recent = [recent[i] for i in sorted(recent)]
 
     # --- helpers -------------------------------------------------------------------------------
     def _prepare(self, ctx: SearchContext) -> None:
@@ -279,6 +307,7 @@ class SoftSearcher(Searcher):
         else:
             self.optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
         self._step, self._epoch, self._cursor, self._stale = 0, 0, 0, 0
+        self._recent: list[dict[str, torch.Tensor]] = []  # tensors of the last ``average`` evaluations
 
     def _check_template(self, template, ctx: SearchContext) -> None:
         """Subclasses refuse templates they cannot train (e.g. no ``[V]`` slots)."""
@@ -302,7 +331,8 @@ class SoftSearcher(Searcher):
         for part in self._parts:
             metrics = ctx.evaluator.evaluate(tensors.apply(part.prompt), part.select, part.task)
             nan = math.isnan(metrics["gold_logprob"])
-            scores.append(-math.inf if nan else selection_score(metrics, part.task.kind))
+            scores.append(-math.inf if nan else ctx.score(metrics) if part.task is ctx.task
+                          else selection_score(metrics, part.task.kind, self.select_by))
         return float(np.mean(scores))
 
     def _load_parts(self, ctx: SearchContext) -> list[TaskPart]:

@@ -1,0 +1,145 @@
+"""The final pick every discrete searcher shares: calibration as a candidate dimension, the top-k
+ensemble, and the guard — with the numbers that justify the pick, for the result's evidence.
+
+The finalists are scored once on the selection examples, in one Evaluator call (with the given
+prompt, the guard's reference). Each finalist's contextually calibrated variant (Zhao et al. 2021)
+costs only its content-free rows: its prior is fitted in one more call (one example and three
+content-free inputs per prompt, all prompts together) and divided out of the plain scores already
+in hand, which is exactly what the Evaluator computes for a calibrated prompt. Variants are ranked
+by :func:`selection.selection_score`; the top ``ensemble`` become one :class:`EnsemblePrompt`.
+The guard then keeps the reference unless the pick's paired-bootstrap lower bound of per-example
+class log-likelihood gain is above zero (:func:`selection.guard`); its numbers are recorded
+whether or not it is on, so a reader sees how far from noise the pick is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from ..calibration import Calibration, calibrate
+from ..ensemble import EnsemblePrompt, fit_logistic
+from ..evaluator import Evaluator
+from ..metrics import classification_metrics
+from ..prompt import Prompt
+from ..selection import SelectionPolicy, class_loglik, guard, selection_score, top_indices
+from ..tasks import Example, Task
+
+#: Level of the guard numbers recorded when the guard is off (information only).
+INFO_LEVEL = 0.9
+
+
+@dataclass
+class Decision:
+    """The pick, its selection score, and the evidence (plain JSON) behind it."""
+
+    prompt: Prompt | EnsemblePrompt
+    score: float
+    evidence: dict[str, Any] | None
+
+
+@dataclass
+class _Variant:
+    prompt: Prompt | EnsemblePrompt
+    scores: np.ndarray  # (E, L) class scores as the Evaluator gives them for this prompt
+    calibrated: bool
+
+
+def final_selection(
+    evaluator: Evaluator,
+    task: Task,
+    examples: Sequence[Example],
+    candidates: Sequence[Prompt],
+    reference: Prompt | None,
+    policy: SelectionPolicy,
+    *,
+    seed: int,
+    decode: Callable[[list[int]], str] | None = None,
+) -> Decision:
+    """Pick among ``candidates`` (best first as the searcher ranked them) on ``examples``."""
+    candidates = _distinct(candidates)
+    shown = [p for p in [*candidates, reference] if p is not None]
+    table = evaluator.score(shown, examples, task)
+    if task.kind != "classification":  # fact tasks keep their metric: one pick by P@1
+        scores = [selection_score(table.metrics(i), task.kind, policy.by) for i in range(len(candidates))]
+        best = top_indices(scores, 1)[0]
+        return Decision(candidates[best], scores[best], {
+            "by": "p_at_1", "examples": len(examples),
+            "candidates": [{"prompt": p.render(decode), "score": s} for p, s in zip(candidates, scores, strict=True)],
+            "chosen": {"kind": "single", "prompt": candidates[best].render(decode), "score": scores[best]}})
+    gold = table.gold
+    variants = [_Variant(p, table.scores[i], p.calibration is not None or evaluator.calibration is not None)
+                for i, p in enumerate(candidates)]
+    if policy.calibrate == "choose" and evaluator.calibration is None:
+        variants += _calibrated_variants(evaluator, task, examples, variants)
+    rated = [_rate(v.scores, gold, policy) for v in variants]
+    order = top_indices([r["score"] for r in rated], len(variants))
+    evidence: dict[str, Any] = {
+        "by": policy.by, "examples": len(examples), "calibrate": policy.calibrate,
+        "candidates": [{"prompt": variants[i].prompt.render(decode), "calibrated": variants[i].calibrated,
+                        **rated[i]} for i in order]}
+    chosen, rating = variants[order[0]], rated[order[0]]
+    if policy.ensemble > 1 and len(variants) > 1:
+        chosen, rating = _ensemble([variants[i] for i in order[: policy.ensemble]], gold, policy, task.labels)
+        evidence["ensemble"] = {"members": len(chosen.prompt.members), "rule": policy.combine, **rating}
+    evidence["chosen"] = {"kind": "ensemble" if isinstance(chosen.prompt, EnsemblePrompt) else "single",
+                          "prompt": chosen.prompt.render(decode), "calibrated": chosen.calibrated, **rating}
+    if reference is None:
+        return Decision(chosen.prompt, rating["score"], evidence)
+    reference_rating = _rate(table.scores[-1], gold, policy)
+    check = guard(class_loglik(chosen.scores, gold), class_loglik(table.scores[-1], gold),
+                  policy.guard if policy.guard is not None else INFO_LEVEL, seed)
+    keep_reference = policy.guard is not None and not check.passed
+    evidence["reference"] = {"prompt": reference.render(decode), **reference_rating}
+    evidence["guard"] = {**check.to_json(), "on": policy.guard is not None,
+                         "decision": "reference" if keep_reference else "pick"}
+    if keep_reference:
+        evidence["chosen"] = {"kind": "reference", "prompt": reference.render(decode), **reference_rating}
+        return Decision(reference, reference_rating["score"], evidence)
+    return Decision(chosen.prompt, rating["score"], evidence)
+
+
+def _distinct(prompts: Sequence[Prompt]) -> list[Prompt]:
+    """Prompts without repeats (discrete prompts compare by value; prompts with tensors by identity)."""
+    out: list[Prompt] = []
+    for prompt in prompts:
+        tensors = any(t is not None for t in (prompt.soft, prompt.deep, prompt.head))
+        if not any(q is prompt or (not tensors and q == prompt) for q in out):
+            out.append(prompt)
+    return out
+
+
+def _calibrated_variants(evaluator: Evaluator, task: Task, examples: Sequence[Example],
+                         plain: Sequence[_Variant]) -> list[_Variant]:
+    """The contextually calibrated twin of every uncalibrated candidate, from its plain scores and a
+    prior fitted on content-free rows only (one example rides along: the Evaluator needs one)."""
+    todo = [v for v in plain if not v.calibrated]
+    if not todo:
+        return []
+    asked = [replace(v.prompt, calibration=Calibration()) for v in todo]
+    p_cf = evaluator.score(asked, examples[:1], task).p_cf
+    return [_Variant(replace(p, calibration=p.calibration.with_prior(task.labels, p_cf[i])),
+                     calibrate(v.scores, p_cf[i]), True) for i, (p, v) in enumerate(zip(asked, todo, strict=True))]
+
+
+def _rate(scores: np.ndarray, gold: np.ndarray, policy: SelectionPolicy) -> dict[str, float]:
+    keep = gold >= 0
+    metrics = classification_metrics(scores[keep], gold[keep])
+    return {"score": selection_score(metrics, "classification", policy.by), "accuracy": metrics["accuracy"],
+            "class_logprob": metrics["class_logprob"]}
+
+
+def _ensemble(members: Sequence[_Variant], gold: np.ndarray, policy: SelectionPolicy,
+              labels: Sequence[str]) -> tuple[_Variant, dict[str, float]]:
+    stacked = np.stack([m.scores for m in members])
+    weights = bias = None
+    if policy.combine == "logistic":
+        weights, bias = fit_logistic(stacked, gold)
+    ensemble = EnsemblePrompt(tuple(m.prompt for m in members), policy.combine, weights, bias,
+                              tuple(labels) if bias is not None else ())
+    combined = ensemble.combine(stacked)
+    return _Variant(ensemble, combined, any(m.calibrated for m in members)), _rate(combined, gold, policy)
+
