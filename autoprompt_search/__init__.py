@@ -4,8 +4,10 @@ The pieces, from data to result: :class:`Task` → :class:`Template` + :class:`V
 :class:`Prompt` → :class:`Evaluator` (batched scoring) ← :class:`Searcher` → :class:`SearchResult`.
 """
 
+from .api import discover
 from .calibration import Calibration
 from .demonstrations import Demonstrations
+from .ensemble import EnsemblePrompt
 from .errors import AutopromptError
 from .evaluator import Evaluator, ScoreTable
 from .loaders import load_demo, load_lama, load_lmbff, load_task
@@ -17,8 +19,8 @@ from .template import Template, parse_template
 from .verbalizer import Verbalizer
 
 __all__ = [
-    "DEFAULT_MODEL", "SEARCHERS", "AutopromptError", "Budget", "Calibration", "Demonstrations", "Evaluator",
+    "DEFAULT_MODEL", "SEARCHERS", "AutopromptError", "Budget", "Calibration", "Demonstrations", "EnsemblePrompt", "Evaluator",
     "Example", "LanguageModel", "ManualSearcher", "Prompt", "ScoreTable", "SearchResult", "Searcher", "Task",
-    "Template", "Verbalizer", "k_shot", "load_demo", "load_lama", "load_lmbff", "load_model", "load_task",
+    "Template", "Verbalizer", "discover", "k_shot", "load_demo", "load_lama", "load_lmbff", "load_model", "load_task",
     "parse_template",
 ]

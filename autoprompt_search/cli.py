@@ -115,7 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     cli_many.add_parser(sub, model_options)
 
     searching = _Parser(add_help=False)
-    searching.add_argument("--searcher", default="manual", choices=sorted(SEARCHERS))
+    searching.add_argument("--searcher", default="auto", choices=sorted(SEARCHERS),
+                           help="search strategy (default auto: filter with calibration, soft prompt if "
+                                "affordable, then the top-k ensemble)")
     searching.add_argument("--config", type=_json_object, default={}, help="JSON of searcher options")
     searching.add_argument("--iterations", type=int, help="budget: searcher steps")
     searching.add_argument("--forward-passes", type=int, help="budget: sequences run by the evaluator")
@@ -233,6 +235,8 @@ def _discover(args: argparse.Namespace) -> int:
     summary = {"task": task.name, "model": lm.name, "searcher": searcher.name, "run_dir": str(args.out),
                "selection_split": result.selection_split, "dev": result.dev_metrics, "test": result.test_metrics,
                "steps": len(result.history), "seconds": round(time.perf_counter() - started, 2)}
+    if result.selection:
+        summary["chosen"] = result.selection.get("chosen")
     _emit(summary, args.output_json)
     return 0
 

@@ -66,7 +66,7 @@ class AutoSearcher(SelectionOptions, Searcher):
         grammar: str | None = None,
         builtin: bool = True,
         label_words: int = 0,
-        finalists: int = 10,
+        finalists: int = 8,
         soft: Literal["auto", "on", "off"] = "auto",
         soft_tokens: int = 8,
         soft_steps: int = 60,
@@ -110,7 +110,9 @@ class AutoSearcher(SelectionOptions, Searcher):
 
     def step(self, ctx: SearchContext) -> Step | None:
         if self._stage == "discrete":
-            report = self._filter.step(ctx)
+            # with select_on="all" the last rung scored every survivor on the selection examples already
+            skip = self.select_on == "all" and self._filter.at_final(ctx)
+            report = None if skip else self._filter.step(ctx)
             if report is not None:
                 return Step(report.scores, note=f"discrete: {report.note}")
             self._stage_cost = ctx.spent()

@@ -143,10 +143,16 @@ class FilterSearcher(SelectionOptions, Searcher):
         return self._prompt(index), self._dev.get(index, float("-inf"))
 
     def final_candidates(self) -> list[Prompt]:
-        """The dev-scored candidates best first, then the best alive ones, ``max(finalists, ensemble)`` in all."""
-        ranked = best_first(list(self._dev), list(self._dev.values())) if self._dev else []
-        ranked += [i for i in self._alive if i not in self._dev]
-        return [self._prompt(i) for i in ranked[: max(self.finalists, self.ensemble)]] or [self.best[0]]
+        """The best ``max(finalists, ensemble)`` of the dev-scored and alive candidates (dev score where
+        there is one, else training score — the same examples when ``select_on="all"``)."""
+        pool = list(dict.fromkeys([*self._dev, *self._alive]))
+        scores = [self._dev.get(i, self._train_score.get(i, float("-inf"))) for i in pool]
+        return [self._prompt(i) for i in best_first(pool, scores)[: max(self.finalists, self.ensemble)]] or [
+            self.best[0]]
+
+    def at_final(self, ctx: SearchContext) -> bool:
+        """Whether the next step is the dev final (redundant when selection data = training data)."""
+        return self._rung == len(self._sizes(len(ctx.train))) + self.mutation_rounds
 
     def reference(self) -> Prompt | None:
         """The first given template with the first given label words (the first anchor)."""

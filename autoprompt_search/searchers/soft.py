@@ -221,7 +221,7 @@ class SoftSearcher(Searcher):
             dev = scores["dev"] = self._dev_score(ctx, tensors)
             candidate = tensors.tensors()
             if self.average > 1:
-                self._recent = [*self._recent, candidate][-self.average :]
+                self._recent = [*self._recent, {k: v.clone() for k, v in candidate.items()}][-self.average :]
                 if len(self._recent) > 1:
                     mean = {k: torch.stack([r[k] for r in self._recent]).mean(0) for k in candidate}
                     averaged = scores["dev_average"] = self._dev_score(ctx, PromptTensors(**mean))
