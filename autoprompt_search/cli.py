@@ -209,6 +209,9 @@ def _searcher_options(args: argparse.Namespace, task: Task) -> dict[str, Any]:
         deep = issubclass(SEARCHERS[args.searcher], DeepSearcher)
         defaults = demo.demo_config(args.searcher, task.kind, soft=soft, deep=deep)
         templates, verbalizers = defaults["templates"], verbalizers or defaults.get("verbalizers", [])
+        for key, value in defaults.items():
+            if key not in ("templates", "verbalizers"):
+                config.setdefault(key, value)
     if templates:
         config.setdefault("templates", templates)
     if verbalizers:
@@ -225,6 +228,8 @@ def _discover(args: argparse.Namespace) -> int:
     except TypeError as error:
         raise DataError(f"bad option for searcher {args.searcher!r}: {error}; see its docstring") from None
     budget = Budget(args.iterations, args.forward_passes, args.seconds)  # refused before the model loads
+    if args.searcher == "auto" and (args.data is None or args.data in DEMOS) and budget == Budget():
+        budget = Budget(seconds=demo.DEMO_SECONDS)
     lm = load_model(args.model, device=args.device)
     evaluator = _evaluator(args, lm)
     started = time.perf_counter()

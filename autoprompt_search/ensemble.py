@@ -161,35 +161,41 @@ def expand_jobs(jobs: Sequence[Job]) -> tuple[list[Job], Callable[[list[ScoreTab
     from .evaluator import Job
 
     flat: list[Job] = []
-    spans: list[list[tuple[int, int, EnsemblePrompt | None]]] = []
+    places: list[list[tuple[list[int], EnsemblePrompt | None]]] = []
     for job in jobs:
         prompts = [job.prompts] if isinstance(job.prompts, Prompt | EnsemblePrompt) else list(job.prompts)
         members: list[Prompt] = []
-        span: list[tuple[int, int, EnsemblePrompt | None]] = []
+        place: list[tuple[list[int], EnsemblePrompt | None]] = []
+
+        def index(prompt: Prompt) -> int:  # a prompt given twice (say, alone and in an ensemble) is scored once
+            found = next((i for i, m in enumerate(members) if m is prompt), None)
+            if found is None:
+                members.append(prompt)
+                return len(members) - 1
+            return found
+
         for prompt in prompts:
             if isinstance(prompt, EnsemblePrompt):
                 if job.task.kind != "classification":
                     raise TemplateError(f"an ensemble combines class scores; task {job.task.name!r} is a "
                                         f"{job.task.kind} task: score its members one by one")
-                span.append((len(members), len(members) + len(prompt.members), prompt))
-                members.extend(prompt.members)
+                place.append(([index(m) for m in prompt.members], prompt))
             else:
-                span.append((len(members), len(members) + 1, None))
-                members.append(prompt)
+                place.append(([index(prompt)], None))
         flat.append(Job(members, job.examples, job.task))
-        spans.append(span)
+        places.append(place)
 
     def collapse(tables: list[ScoreTable]) -> list[ScoreTable]:
-        return [_collapse(table, span) for table, span in zip(tables, spans, strict=True)]
+        return [_collapse(table, place) for table, place in zip(tables, places, strict=True)]
 
     return flat, collapse
 
 
-def _collapse(table: ScoreTable, span: list[tuple[int, int, EnsemblePrompt | None]]) -> ScoreTable:
+def _collapse(table: ScoreTable, place: list[tuple[list[int], EnsemblePrompt | None]]) -> ScoreTable:
     rows, priors = [], []
-    for start, stop, ensemble in span:
-        rows.append(table.scores[start] if ensemble is None else ensemble.combine(table.scores[start:stop]))
+    for indices, ensemble in place:
+        rows.append(table.scores[indices[0]] if ensemble is None else ensemble.combine(table.scores[indices]))
         no_prior = np.full(table.scores.shape[2], np.nan)
-        priors.append(table.p_cf[start] if table.p_cf is not None and ensemble is None else no_prior)
+        priors.append(table.p_cf[indices[0]] if table.p_cf is not None and ensemble is None else no_prior)
     p_cf = None if table.p_cf is None else np.stack(priors)
     return replace(table, scores=np.stack(rows), p_cf=p_cf)

@@ -129,23 +129,22 @@ class AutoSearcher(SelectionOptions, Searcher):
         return self._filter.best
 
     def state_dict(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        state, _ = self._filter.state_dict()
+        state, filter_tensors = self._filter.state_dict()
         out: dict[str, Any] = {"stage": self._stage, "filter": state, "cost": list(self._stage_cost),
                                "soft_spec": self._soft_spec}
-        tensors: dict[str, torch.Tensor] = {}
+        tensors = {f"filter.{k}": v for k, v in filter_tensors.items()}
         if self._soft is not None:
             out["soft"], soft_tensors = self._soft.state_dict()
-            tensors = {f"soft.{k}": v for k, v in soft_tensors.items()}
+            tensors |= {f"soft.{k}": v for k, v in soft_tensors.items()}
         return out, tensors
 
     def load_state_dict(self, state: dict[str, Any], tensors: dict[str, torch.Tensor], ctx: SearchContext) -> None:
-        self._filter.load_state_dict(state["filter"], {}, ctx)
+        self._filter.load_state_dict(state["filter"], _under(tensors, "filter."), ctx)
         self._stage, self._stage_cost = str(state["stage"]), (float(state["cost"][0]), int(state["cost"][1]))
         self._soft_spec = state.get("soft_spec")
         if self._soft_spec is not None:
             self._soft = PromptTuningSearcher(**self._soft_spec)
-            self._soft.load_state_dict(state["soft"], {k[5:]: v for k, v in tensors.items() if k.startswith("soft.")},
-                                       self._soft_context(ctx))
+            self._soft.load_state_dict(state["soft"], _under(tensors, "soft."), self._soft_context(ctx))
 
     # --- the soft stage ------------------------------------------------------------------------
     def _start_soft(self, ctx: SearchContext) -> bool:
@@ -194,11 +193,14 @@ class AutoSearcher(SelectionOptions, Searcher):
 
     # --- the final pick ------------------------------------------------------------------------
     def conclude(self, ctx: SearchContext) -> Decision:
-        discrete = final_selection(ctx.evaluator, ctx.task, ctx.select, self._filter.final_candidates(),
-                                   self._filter.reference(), self.selection_policy(), seed=self.seed,
-                                   decode=ctx.model.decode)
-        evidence = {**(discrete.evidence or {}), "stages": {"discrete_seconds": round(self._stage_cost[0], 3),
-                                                            "soft": self._soft is not None}}
+        candidates, rows = self._filter.final_candidates(), self._filter.final_rows()
+        if self._stage == "discrete" and rows is not None and any(r is not None for r in rows):
+            # the budget ended inside the discrete stage: pick among what is scored, at no further cost
+            candidates, rows = zip(*[(c, r) for c, r in zip(candidates, rows, strict=True) if r is not None])
+        discrete = final_selection(ctx.evaluator, ctx.task, ctx.select, list(candidates), self._filter.reference(),
+                                   self.selection_policy(), seed=self.seed, decode=ctx.model.decode,
+                                   known=None if rows is None else list(rows))
+        evidence = {**(discrete.evidence or {}), "stages": {"soft": self._soft is not None}}
         if self._soft is None or ctx.task.kind != "classification":
             return Decision(discrete.prompt, discrete.score, evidence)
         soft = self._soft.best[0]
@@ -212,3 +214,8 @@ class AutoSearcher(SelectionOptions, Searcher):
                              "accuracy": {k: table.metrics(i)["accuracy"] for i, k in enumerate(options)},
                              "decision": list(options)[pick]}
         return Decision(list(options.values())[pick], scores[pick], evidence)
+
+
+def _under(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors named ``prefix...``, without the prefix."""
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

@@ -191,6 +191,11 @@ class Searcher(ABC):
         """The given (manual) prompt the guard compares against, if the searcher has one."""
         return None
 
+    def final_rows(self) -> list[np.ndarray | None] | None:
+        """Class scores (E, L) on the selection split the searcher already has for each of
+        :meth:`final_candidates` (None where it has none), so the final pick does not rescore them."""
+        return None
+
     def conclude(self, ctx: SearchContext) -> Decision:
         """The result of the search: the final pick by the searcher's policy, or the incumbent."""
         policy = self.selection_policy()
@@ -198,7 +203,7 @@ class Searcher(ABC):
             prompt, score = self.best
             return Decision(prompt, score, None)
         return final_selection(ctx.evaluator, ctx.task, ctx.select, self.final_candidates(), self.reference(),
-                               policy, seed=self.seed, decode=ctx.model.decode)
+                               policy, seed=self.seed, decode=ctx.model.decode, known=self.final_rows())
 
     # --- the loop -------------------------------------------------------------------------------
     def search(

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ..errors import AutopromptError, BudgetError, TemplateError
-from ..evaluator import Evaluator, best_first, halving_sizes
+from ..evaluator import Evaluator, ScoreTable, best_first, halving_sizes
 from ..grammar import Grammar, builtin_grammar
 from ..fluency import mean_log_likelihoods
 from ..mutations import mutants
@@ -110,6 +110,7 @@ class FilterSearcher(SelectionOptions, Searcher):
         self._order: list[int] = []  # training examples in the fixed random order the slices take
         self._rung = 0
         self._bank: list[str] = []
+        self._rows: dict[int, np.ndarray] = {}  # class scores (E, L) on the selection split, for the final pick
 
     def config(self) -> dict[str, Any]:
         keys = ("templates", "verbalizers", "grammar", "builtin", "label_words", "label_top_k", "generate",
@@ -129,6 +130,8 @@ class FilterSearcher(SelectionOptions, Searcher):
 
     def step(self, ctx: SearchContext) -> Step | None:
         sizes = self._sizes(len(ctx.train))
+        if self._rung < len(sizes) - 1 and len(self._alive) <= self.finalists:
+            self._rung = len(sizes) - 1  # no rung may cut below ``finalists``: go to the full training set
         if self._rung < len(sizes):
             return self._halving_rung(ctx, sizes[self._rung], last=self._rung == len(sizes) - 1)
         if self._rung < len(sizes) + self.mutation_rounds:
@@ -143,12 +146,17 @@ class FilterSearcher(SelectionOptions, Searcher):
         return self._prompt(index), self._dev.get(index, float("-inf"))
 
     def final_candidates(self) -> list[Prompt]:
+        return [self._prompt(i) for i in self._final_indices()] or [self.best[0]]
+
+    def final_rows(self) -> list[np.ndarray | None] | None:
+        return [self._rows.get(i) for i in self._final_indices()] or None
+
+    def _final_indices(self) -> list[int]:
         """The best ``max(finalists, ensemble)`` of the dev-scored and alive candidates (dev score where
         there is one, else training score — the same examples when ``select_on="all"``)."""
         pool = list(dict.fromkeys([*self._dev, *self._alive]))
         scores = [self._dev.get(i, self._train_score.get(i, float("-inf"))) for i in pool]
-        return [self._prompt(i) for i in best_first(pool, scores)[: max(self.finalists, self.ensemble)]] or [
-            self.best[0]]
+        return best_first(pool, scores)[: max(self.finalists, self.ensemble)]
 
     def at_final(self, ctx: SearchContext) -> bool:
         """Whether the next step is the dev final (redundant when selection data = training data)."""
@@ -161,7 +169,8 @@ class FilterSearcher(SelectionOptions, Searcher):
     def state_dict(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         return {"pool": [list(spec) for spec in self._pool], "alive": self._alive, "order": self._order,
                 "train_score": [[i, s] for i, s in self._train_score.items()],
-                "dev": [[i, s] for i, s in self._dev.items()], "rung": self._rung, "bank": self._bank}, {}
+                "dev": [[i, s] for i, s in self._dev.items()], "rung": self._rung, "bank": self._bank}, {
+                f"rows.{i}": torch.from_numpy(rows) for i, rows in self._rows.items()}
 
     def load_state_dict(self, state: dict[str, Any], tensors: dict[str, torch.Tensor], ctx: SearchContext) -> None:
         self._pool = [(str(t), v) for t, v in state["pool"]]
@@ -171,6 +180,7 @@ class FilterSearcher(SelectionOptions, Searcher):
         self._dev = {int(i): float(s) for i, s in state["dev"]}
         self._rung = int(state["rung"])
         self._bank = [str(p) for p in state["bank"]]
+        self._rows = {int(k[5:]): v.numpy() for k, v in tensors.items() if k.startswith("rows.")}
 
     # --- the three kinds of step ---------------------------------------------------------------
     def _halving_rung(self, ctx: SearchContext, n: int, *, last: bool) -> Step:
@@ -217,7 +227,10 @@ class FilterSearcher(SelectionOptions, Searcher):
         evaluator = ctx.evaluator
         if self.coarse_dtype not in (None, evaluator.dtype):
             evaluator = dataclasses.replace(evaluator, dtype=self.coarse_dtype)
-        scores = self._scores(evaluator, ctx, indices, examples)
+        if ctx.train is ctx.select and n == len(ctx.train) and evaluator is ctx.evaluator:
+            scores = self._select_scores(ctx, indices)  # select_on="all": the full rung is the selection split
+        else:
+            scores = self._scores(evaluator, ctx, indices, examples)
         if self.fluency:  # readable templates first among near-equals (FluentPrompt, Shi et al. 2022)
             texts = mean_log_likelihoods(ctx.model, [self._prompt(i) for i in indices])
             scores = [s + self.fluency * t for s, t in zip(scores, texts, strict=True)]
@@ -228,7 +241,16 @@ class FilterSearcher(SelectionOptions, Searcher):
         return scores
 
     def _select_scores(self, ctx: SearchContext, indices: list[int]) -> list[float]:
-        return self._scores(ctx.evaluator, ctx, indices, ctx.select)
+        """Scores on the selection split; each candidate's rows are kept (and reused) for the final pick."""
+        if ctx.task.kind != "classification":
+            return self._scores(ctx.evaluator, ctx, indices, ctx.select)
+        todo = [i for i in indices if i not in self._rows]
+        if todo:
+            table = ctx.evaluator.score([self._prompt(i) for i in todo], ctx.select, ctx.task)
+            self._rows.update((i, table.scores[j]) for j, i in enumerate(todo))
+        gold = np.array([ctx.task.labels.index(e.label) if e.label in ctx.task.labels else -1 for e in ctx.select])
+        return [ctx.score(ScoreTable(ctx.task.kind, ctx.task.labels, gold, scores=self._rows[i][None]).metrics(0))
+                for i in indices]
 
     def _scores(self, evaluator: Evaluator, ctx: SearchContext, indices: list[int],
                 examples: Sequence[Example]) -> list[float]:

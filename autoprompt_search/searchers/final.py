@@ -58,20 +58,24 @@ def final_selection(
     *,
     seed: int,
     decode: Callable[[list[int]], str] | None = None,
+    known: Sequence[np.ndarray | None] | None = None,
 ) -> Decision:
-    """Pick among ``candidates`` (best first as the searcher ranked them) on ``examples``."""
-    candidates = _distinct(candidates)
-    shown = [p for p in [*candidates, reference] if p is not None]
-    table = evaluator.score(shown, examples, task)
+    """Pick among ``candidates`` (best first as the searcher ranked them) on ``examples``; ``known``
+    holds class scores (E, L) on ``examples`` a searcher already has for some candidates."""
+    pairs = _distinct(candidates, known if known is not None and task.kind == "classification"
+                      else [None] * len(candidates))
+    candidates = [p for p, _ in pairs]
     if task.kind != "classification":  # fact tasks keep their metric: one pick by P@1
+        table = evaluator.score(candidates, examples, task)
         scores = [selection_score(table.metrics(i), task.kind, policy.by) for i in range(len(candidates))]
         best = top_indices(scores, 1)[0]
         return Decision(candidates[best], scores[best], {
             "by": "p_at_1", "examples": len(examples),
             "candidates": [{"prompt": p.render(decode), "score": s} for p, s in zip(candidates, scores, strict=True)],
             "chosen": {"kind": "single", "prompt": candidates[best].render(decode), "score": scores[best]}})
-    gold = table.gold
-    variants = [_Variant(p, table.scores[i], p.calibration is not None or evaluator.calibration is not None)
+    rows = _rows(evaluator, task, examples, [*candidates, reference], [r for _, r in pairs])
+    gold = np.array([task.labels.index(e.label) if e.label in task.labels else -1 for e in examples])
+    variants = [_Variant(p, rows[i], p.calibration is not None or evaluator.calibration is not None)
                 for i, p in enumerate(candidates)]
     if policy.calibrate == "choose" and evaluator.calibration is None:
         variants += _calibrated_variants(evaluator, task, examples, variants)
@@ -89,8 +93,8 @@ def final_selection(
                           "prompt": chosen.prompt.render(decode), "calibrated": chosen.calibrated, **rating}
     if reference is None:
         return Decision(chosen.prompt, rating["score"], evidence)
-    reference_rating = _rate(table.scores[-1], gold, policy)
-    check = guard(class_loglik(chosen.scores, gold), class_loglik(table.scores[-1], gold),
+    reference_rating = _rate(rows[-1], gold, policy)
+    check = guard(class_loglik(chosen.scores, gold), class_loglik(rows[-1], gold),
                   policy.guard if policy.guard is not None else INFO_LEVEL, seed)
     keep_reference = policy.guard is not None and not check.passed
     evidence["reference"] = {"prompt": reference.render(decode), **reference_rating}
@@ -102,13 +106,31 @@ def final_selection(
     return Decision(chosen.prompt, rating["score"], evidence)
 
 
-def _distinct(prompts: Sequence[Prompt]) -> list[Prompt]:
-    """Prompts without repeats (discrete prompts compare by value; prompts with tensors by identity)."""
-    out: list[Prompt] = []
-    for prompt in prompts:
+def _distinct(prompts: Sequence[Prompt],
+              rows: Sequence[np.ndarray | None]) -> list[tuple[Prompt, np.ndarray | None]]:
+    """(prompt, known rows) without repeated prompts (discrete prompts compare by value; prompts with
+    tensors by identity)."""
+    out: list[tuple[Prompt, np.ndarray | None]] = []
+    for prompt, row in zip(prompts, rows, strict=True):
         tensors = any(t is not None for t in (prompt.soft, prompt.deep, prompt.head))
-        if not any(q is prompt or (not tensors and q == prompt) for q in out):
-            out.append(prompt)
+        if not any(q is prompt or (not tensors and q == prompt) for q, _ in out):
+            out.append((prompt, row))
+    return out
+
+
+def _rows(evaluator: Evaluator, task: Task, examples: Sequence[Example], prompts: Sequence[Prompt | None],
+          known: Sequence[np.ndarray | None]) -> list[np.ndarray | None]:
+    """Class scores (E, L) of each prompt (None stays None): the known ones as given, the rest (a
+    reference equal to a known candidate reuses its rows) scored together in one Evaluator call."""
+    out: list[np.ndarray | None] = [*known, *[None] * (len(prompts) - len(known))]
+    for i, prompt in enumerate(prompts):
+        if out[i] is None and prompt is not None and prompt.soft is None and prompt.deep is None:
+            out[i] = next((out[j] for j in range(len(known)) if out[j] is not None and prompts[j] == prompt), None)
+    todo = [i for i, prompt in enumerate(prompts) if prompt is not None and out[i] is None]
+    if todo:
+        table = evaluator.score([prompts[i] for i in todo], examples, task)
+        for j, i in enumerate(todo):
+            out[i] = table.scores[j]
     return out
 
 
