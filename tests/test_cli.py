@@ -41,7 +41,8 @@ def test_discover_then_evaluate_saved_prompt(tiny_model_dir, data_dir, tmp_path,
     assert code == 0
     assert "best prompt:" in capsys.readouterr().out
     result = json.loads((run / "result.json").read_text())
-    assert result["selection_split"] == "dev" and result["test_metrics"]["n"] == 3
+    assert result["searcher"] == "auto" and result["selection_split"] == "train+dev"  # the default searcher
+    assert result["test_metrics"]["n"] == 3
     code = main(["evaluate", "--model", str(tiny_model_dir), "--data", str(data_dir),
                  "--prompt", str(run / "prompt.json"), "--output-json", str(tmp_path / "again.json")])
     assert code == 0
@@ -50,9 +51,9 @@ def test_discover_then_evaluate_saved_prompt(tiny_model_dir, data_dir, tmp_path,
 
 def test_discover_resume_finishes_the_run(tiny_model_dir, data_dir, tmp_path) -> None:
     run = tmp_path / "run"
-    args = ["discover", "--model", str(tiny_model_dir), "--data", str(data_dir), "--verbalizer", VERBALIZER,
-            "--template", TEMPLATE, "--template", r"{sentence} It was[P]", "--template", r"{sentence}\nIn short:[P]",
-            "--config", '{"per_step": 1}', "--out", str(run)]
+    args = ["discover", "--searcher", "manual", "--model", str(tiny_model_dir), "--data", str(data_dir),
+            "--verbalizer", VERBALIZER, "--template", TEMPLATE, "--template", r"{sentence} It was[P]",
+            "--template", r"{sentence}\nIn short:[P]", "--config", '{"per_step": 1}', "--out", str(run)]
     assert main([*args, "--iterations", "1"]) == 0
     assert main([*args, "--resume"]) == 0
     assert len((run / "history.jsonl").read_text().splitlines()) == 3
