@@ -239,6 +239,7 @@ class Searcher(ABC):
         run = RunDir(run_dir) if run_dir is not None else None
         history: list[StepRecord] = []
         steps, spent, forward0 = 0, 0.0, evaluator.forward_rows
+        clock = time.perf_counter()  # a fresh search's seconds include start()'s work
         checkpoint = run.load_checkpoint() if run and resume else None
         if checkpoint is not None:
             state, tensors = checkpoint
@@ -262,7 +263,7 @@ class Searcher(ABC):
             self.start(ctx)
         bar = tqdm(total=budget.iterations or self.expected_steps(), initial=steps, desc=self.name,
                    unit="step", disable=not progress)
-        began = time.perf_counter() - spent
+        began = (clock if checkpoint is None else time.perf_counter()) - spent
         ctx.spent = lambda: (time.perf_counter() - began, evaluator.forward_rows - forward0)
         while not budget.exhausted(steps, evaluator.forward_rows - forward0, time.perf_counter() - began):
             report = self.step(ctx)
