@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from autoprompt_search import Evaluator, Prompt, atomic, load_model
-from autoprompt_search.demonstrations import Demonstrations
-from autoprompt_search.loaders import load_lmbff
-from autoprompt_search.tasks import k_shot
+from autoprompt_search.data.loaders import load_lmbff
+from autoprompt_search.data.tasks import k_shot
+from autoprompt_search.prompts.demonstrations import Demonstrations
 
 from .common import RESULTS, data_dir, environment
 

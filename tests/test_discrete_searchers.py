@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from autoprompt_search import Budget, Evaluator, Prompt
-from autoprompt_search.differentiable import answer_log_probs, trigger_gradient
 from autoprompt_search.errors import TemplateError, VerbalizerError
+from autoprompt_search.models.vocabulary import clean_token_mask
+from autoprompt_search.scoring.differentiable import answer_log_probs, trigger_gradient
 from autoprompt_search.searchers import AutoPromptSearcher, LabelSearcher
 from autoprompt_search.searchers.labels import _rank_assignments
-from autoprompt_search.vocabulary import clean_token_mask
 
 VERBALIZER = {"0": "bad", "1": "good"}
 

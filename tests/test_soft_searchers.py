@@ -11,11 +11,11 @@ import torch
 
 from autoprompt_search import Budget, Evaluator, Prompt
 from autoprompt_search.cli import main
+from autoprompt_search.data.loaders import load_task
 from autoprompt_search.errors import AutopromptError, BudgetError, PromptFileError, TemplateError
-from autoprompt_search.loaders import load_task
-from autoprompt_search.metrics import selection_score
+from autoprompt_search.scoring.metrics import selection_score
 from autoprompt_search.searchers import PromptTuningSearcher, PTuningSearcher, SearchContext
-from autoprompt_search.searchers.soft_init import initial_vectors
+from autoprompt_search.searchers.soft.initialization import initial_vectors
 
 VERBALIZER = {"0": "bad", "1": "good"}
 

@@ -6,11 +6,11 @@ from .filtering import FilterSearcher
 from .labels import LabelSearcher
 from .manual import ManualSearcher
 from .optuna_search import OptunaSearcher
-from .p_tuning import PTuningSearcher
-from .p_tuning_v2 import PTuningV2Searcher
-from .prefix_tuning import PrefixTuningSearcher
-from .prompt_tuning import PromptTuningSearcher
-from .soft import Parameterization, PromptTensors, SoftSearcher
+from .soft.p_tuning import PTuningSearcher
+from .soft.p_tuning_v2 import PTuningV2Searcher
+from .soft.prefix_tuning import PrefixTuningSearcher
+from .soft.prompt_tuning import PromptTuningSearcher
+from .soft.trainer import Parameterization, PromptTensors, SoftSearcher
 
 __all__ = [
     "SEARCHERS",

@@ -28,12 +28,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..differentiable import trigger_gradient
 from ..errors import TemplateError, VerbalizerError
-from ..metrics import selection_score
-from ..prompt import Prompt
-from ..template import parse_template
-from ..vocabulary import clean_token_mask
+from ..models.vocabulary import clean_token_mask
+from ..prompts.prompt import Prompt
+from ..prompts.template import parse_template
+from ..scoring.differentiable import trigger_gradient
+from ..scoring.metrics import selection_score
 from .base import SearchContext, Searcher, Step, register
 
 #: Named settings. "sst2" and "lama" are the reference code's README settings; "cpu" reaches most

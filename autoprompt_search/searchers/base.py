@@ -27,11 +27,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..data.tasks import Example, Task
 from ..errors import AutopromptError, BudgetError, DataError, PromptFileError
-from ..evaluator import Evaluator
 from ..models.language_model import LanguageModel
-from ..prompt import ModelSignature, Prompt
-from ..tasks import Example, Task
+from ..prompts.prompt import ModelSignature, Prompt
+from ..scoring.evaluator import Evaluator
 from .run_dir import RunDir
 
 

@@ -33,16 +33,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.tasks import Example
 from ..errors import AutopromptError, BudgetError, TemplateError
-from ..evaluator import Evaluator, best_first, halving_sizes
-from ..grammar import Grammar, builtin_grammar
-from ..metrics import selection_score
-from ..mutations import mutants
-from ..prompt import Prompt
-from ..proposals import propose_templates
-from ..tasks import Example
-from ..verbalizer import Verbalizer
+from ..prompts.grammar import Grammar, builtin_grammar
+from ..prompts.prompt import Prompt
+from ..prompts.verbalizer import Verbalizer
+from ..scoring.evaluator import Evaluator, best_first, halving_sizes
+from ..scoring.metrics import selection_score
 from .base import SearchContext, Searcher, Step, register
+from .candidates.mutations import mutants
+from .candidates.proposals import propose_templates
 from .labels import find_label_words
 from .pool import Spec
 

@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from ..differentiable import answer_log_probs
+from ..data.tasks import Example
 from ..errors import TemplateError
-from ..prompt import Prompt
-from ..tasks import Example
-from ..template import parse_template
-from ..vocabulary import clean_token_mask
+from ..models.vocabulary import clean_token_mask
+from ..prompts.prompt import Prompt
+from ..prompts.template import parse_template
+from ..scoring.differentiable import answer_log_probs
 from .base import SearchContext, register
 from .pool import PoolSearcher, Spec
 

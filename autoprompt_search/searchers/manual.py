@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import TemplateError
-from ..verbalizer import Verbalizer
+from ..prompts.verbalizer import Verbalizer
 from .base import SearchContext, register
 from .pool import PoolSearcher, Spec
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from ..metrics import selection_score
-from ..prompt import Prompt
+from ..prompts.prompt import Prompt
+from ..scoring.metrics import selection_score
 from .base import SearchContext, Searcher, Step
 
 #: One candidate as plain data: a template string and a label → word(s) mapping (or None).

@@ -18,8 +18,8 @@ from .. import atomic
 from ..errors import PromptFileError
 
 if TYPE_CHECKING:
+    from ..data.tasks import Task
     from ..models.language_model import LanguageModel
-    from ..tasks import Task
     from .base import Budget, SearchResult, StepRecord
 
 STATE = "state.json"
