@@ -58,7 +58,7 @@ def test_vocab_labels_and_text_inits_are_token_embeddings(tiny_causal_lm, sentim
     ids = tiny_causal_lm.tokenize("great movie")
     text = rows(initial_vectors(ctx, _prompt(ctx), 5, "text:great movie", seed=0))
     assert text == [ids[i % len(ids)] for i in range(5)]
-    with pytest.raises(AutopromptError, match="unknown soft-prompt init"):
+    with pytest.raises(AutopromptError, match="unknown init"):
         initial_vectors(ctx, _prompt(ctx), 4, "zeros", seed=0)
 
 

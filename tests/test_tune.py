@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from autoprompt_search import Budget
 from autoprompt_search.cli import app as cli
-from autoprompt_search.errors import DataError, StudyError
+from autoprompt_search.errors import ConfigError, StudyError
 from autoprompt_search.searchers.studies import (
     _shown,
     open_study,
@@ -75,7 +75,7 @@ def test_inner_searches_that_trail_are_pruned(tiny_causal_lm, sentiment_task) ->
 
 
 @pytest.mark.parametrize(("space", "error", "match"), [
-    ({"temperature": ["float", 0.1, 1.0]}, DataError, "unknown option"),
+    ({"temperature": ["float", 0.1, 1.0]}, ConfigError, "unknown option"),
     ({"top_k": ["int", 2.5, 4]}, StudyError, "whole numbers"),
     ({"top_k": ["uniform", 2, 4]}, StudyError, "is not valid"),
     ({}, StudyError, "must be a JSON object"),

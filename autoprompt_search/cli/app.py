@@ -16,14 +16,14 @@ from typing import Any
 
 from ..data.demo_tasks import DEMO_TASKS, load_demo
 from ..data.tasks import Task
-from ..errors import AutopromptError, DataError
+from ..errors import AutopromptError, ConfigError, DataError
 from ..models import DEFAULT_MODEL, load_model
 from ..prompts.peft_export import export_peft
 from ..prompts.prompt import Prompt
 from ..prompts.template import unescape_cli
 from ..prompts.verbalizer import Verbalizer
 from ..searchers import SEARCHERS, Budget, SoftSearcher
-from ..searchers.base import check_options
+from ..searchers.config import check_options
 from ..searchers.soft.deep import DeepSearcher
 from . import default_run, evaluate_many
 from .options import Parser, build_evaluator, emit, fail, json_object, load_data
@@ -176,11 +176,11 @@ def _searcher_options(args: argparse.Namespace, task: Task) -> dict[str, Any]:
 def _discover(args: argparse.Namespace) -> int:
     task = _task(args)
     config = _searcher_options(args, task)
-    check_options(args.searcher, config)
+    check_options(args.searcher, SEARCHERS[args.searcher], config)
     try:
         searcher = SEARCHERS[args.searcher](seed=args.seed, **config)
     except TypeError as error:
-        raise DataError(f"bad option for searcher {args.searcher!r}: {error}; see its docstring") from None
+        raise ConfigError(f"bad option for searcher {args.searcher!r}: {error}; see its docstring") from None
     budget = Budget(args.iterations, args.forward_passes, args.seconds)  # refused before the model loads
     lm = load_model(args.model, device=args.device)
     evaluator = build_evaluator(args, lm)

@@ -36,8 +36,9 @@ from ..prompts.grammar import Grammar, builtin_grammar
 from ..prompts.prompt import Prompt
 from ..scoring.evaluator import ScoreTable, halving_sizes
 from ..scoring.metrics import selection_score
-from .base import SearchContext, Searcher, Step, register
+from .base import SearchContext, Searcher, register
 from .labels import candidate_words, sample_examples
+from .records import Step
 from .studies import best_trial, open_study, storage_url, tpe_sampler, trial_from_json, trial_to_json
 
 #: Candidate label words and the rung slices come from this fixed seed, not the run's, so that
@@ -127,11 +128,6 @@ class OptunaSearcher(Searcher):
         self._trials = 0  # trials this worker ran
         self._worker = ""
 
-    def config(self) -> dict[str, Any]:
-        return {"templates": self.templates, "verbalizers": self.verbalizers, "label_top_k": self.label_top_k,
-                "label_examples": self.label_examples, "trials": self.trials, "rungs": self.rungs,
-                "pruner": self.pruner, "startup_trials": self.startup_trials, "storage": self.storage,
-                "study": self.study, "seed": self.seed}
 
     def expected_steps(self) -> int:
         return self.trials

@@ -13,7 +13,8 @@ import torch
 
 from ..prompts.prompt import Prompt
 from ..scoring.metrics import selection_score
-from .base import SearchContext, Searcher, Step
+from .base import SearchContext, Searcher
+from .records import Step
 
 #: One candidate as plain data: a template string and a label → word(s) mapping (or None).
 Spec = tuple[str, dict[str, Any] | None]

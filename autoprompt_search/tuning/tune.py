@@ -30,7 +30,8 @@ from ..data.tasks import Task
 from ..errors import AutopromptError, StudyError
 from ..models.language_model import LanguageModel
 from ..scoring.evaluator import Evaluator
-from ..searchers.base import SEARCHERS, Budget, StepRecord, check_options
+from ..searchers import SEARCHERS, Budget, StepRecord
+from ..searchers.config import check_options
 from ..searchers.studies import open_study, parse_space, tpe_sampler
 
 
@@ -74,7 +75,7 @@ def tune(
         raise StudyError(f"tune needs trials >= 1 and pruner 'none' or 'median', got {trials} and {pruner!r}")
     distributions = parse_space(space)
     base = dict(config or {})
-    check_options(searcher, {**base, **{name: None for name in distributions}})
+    check_options(searcher, SEARCHERS[searcher], {**base, **{name: None for name in distributions}})
     evaluator = evaluator or Evaluator(model)
     out = Path(out).resolve() if out is not None else None
     worker = str(out) if out is not None else ""

@@ -24,10 +24,8 @@ from ...errors import AutopromptError, PromptFileError, TemplateError
 from ...prompts.deep_prompt import kv_shape, text_prefix
 from ...prompts.prompt import Prompt
 from ..base import SearchContext
-from .initialization import _frequent_ids, _label_ids, _sample  # the token choices soft vectors start from
+from .initialization import init_token_ids, parse_init
 from .trainer import SoftSearcher
-
-INITS = ("random", "vocab", "labels", "text:<words>", "prompt:<path>")
 
 
 class DeepSearcher(SoftSearcher):
@@ -36,14 +34,11 @@ class DeepSearcher(SoftSearcher):
     default_template: ClassVar[str] = "{sentence} It was[P]"
 
     def __init__(self, *, prefix_length: int = 10, **kwargs: Any) -> None:
-        kwargs.setdefault("init", "vocab")
         super().__init__(**kwargs)
         if prefix_length < 1:
             raise AutopromptError(f"prefix_length={prefix_length} must be at least 1 (e.g. 10)")
         self.prefix_length = prefix_length
 
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "prefix_length": self.prefix_length}
 
     def _check_template(self, template, ctx: SearchContext) -> None:
         super()._check_template(template, ctx)
@@ -56,24 +51,14 @@ class DeepSearcher(SoftSearcher):
 
     def initial_prefix(self, ctx: SearchContext, prompt: Prompt) -> torch.Tensor:
         """``(layers, 2, kv_heads, prefix_length, head_dim)`` float32 starting keys and values."""
-        n, spec, lm = self.prefix_length, self.init, ctx.model
+        n, init, lm = self.prefix_length, parse_init(self.init), ctx.model
         generator = torch.Generator().manual_seed(self.seed)
-        if spec == "random":
+        if init.kind == "random":
             shape = kv_shape(lm)
             return torch.randn(shape.layers, 2, shape.kv_heads, n, shape.head_dim, generator=generator)
-        if spec.startswith("prompt:"):
-            return _saved_prefix(Path(spec[7:]), n, lm, kv_shape(lm))
-        if spec == "vocab":
-            ids = _sample(_frequent_ids(ctx), n, generator)
-        elif spec == "labels":
-            ids = _label_ids(ctx, prompt)
-        elif spec.startswith("text:"):
-            ids = lm.tokenize(spec[5:])
-            if not ids:
-                raise AutopromptError(f"init {spec!r} has no text: write e.g. 'text:Is this review positive?'")
-        else:
-            raise AutopromptError(f"unknown deep-prompt init {spec!r}: use one of {', '.join(INITS)}")
-        return text_prefix(lm, [ids[i % len(ids)] for i in range(n)])
+        if init.kind == "prompt":
+            return _saved_prefix(Path(init.argument), n, lm, kv_shape(lm))
+        return text_prefix(lm, init_token_ids(ctx, prompt, init, n, generator))
 
 
 def _saved_prefix(path: Path, n: int, lm, shape) -> torch.Tensor:

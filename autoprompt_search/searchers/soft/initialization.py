@@ -1,4 +1,5 @@
-"""Where soft vectors start (Lester et al., 2021, section 3 and figure 3(b)).
+"""Where soft vectors and deep prefixes start (Lester et al., 2021, section 3 and figure 3(b);
+Li & Liang, 2021, section 7.4), and the one parser of the ``init`` option both use.
 
 ``init`` names one of:
 
@@ -14,38 +15,69 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
-from ...errors import AutopromptError, PromptFileError
+from ...errors import ConfigError, PromptFileError
 from ...prompts.prompt import Prompt
 from ..base import SearchContext
 
 INITS = ("random", "vocab", "labels", "text:<words>", "prompt:<path>")
+InitKind = Literal["random", "vocab", "labels", "text", "prompt"]
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    """A parsed ``init`` option: its kind and, for ``text:``/``prompt:``, the words or the path."""
+
+    kind: InitKind
+    argument: str = ""
+
+    @property
+    def spec(self) -> str:
+        """The option as written (``"vocab"``, ``"text:Is it good?"``)."""
+        return f"{self.kind}:{self.argument}" if self.kind in ("text", "prompt") else self.kind
+
+
+def parse_init(spec: str) -> InitSpec:
+    """``spec`` as an :class:`InitSpec`; a ConfigError naming the choices when it is none of them."""
+    kind, colon, argument = str(spec).partition(":")
+    if not colon and kind in ("random", "vocab", "labels"):
+        return InitSpec(kind)  # type: ignore[arg-type]
+    if colon and kind in ("text", "prompt"):
+        if not argument.strip():
+            raise ConfigError(f"init {spec!r} names no {'text' if kind == 'text' else 'file'}: write e.g. "
+                              "'text:Is this review positive?' or 'prompt:runs/pt/prompt.json'")
+        return InitSpec(kind, argument)  # type: ignore[arg-type]
+    raise ConfigError(f"unknown init {spec!r}: use one of {', '.join(INITS)}")
+
+
+def init_token_ids(ctx: SearchContext, prompt: Prompt, init: InitSpec, n: int,
+                   generator: torch.Generator) -> list[int]:
+    """``n`` token ids a ``vocab``/``labels``/``text`` init starts from (sampled or cycled)."""
+    if init.kind == "vocab":
+        return _sample(_frequent_ids(ctx), n, generator)
+    ids = _label_ids(ctx, prompt) if init.kind == "labels" else ctx.model.tokenize(init.argument)
+    if not ids:
+        raise ConfigError(f"init {init.spec!r} gives no tokens to start from: use another init, e.g. 'vocab'")
+    return [ids[i % len(ids)] for i in range(n)]
 
 
 def initial_vectors(ctx: SearchContext, prompt: Prompt, n: int, spec: str, seed: int) -> torch.Tensor:
     """``(n, H)`` float32 starting vectors for ``prompt``'s ``n`` soft slots."""
+    init = parse_init(spec)
     embeddings = ctx.model.model.get_input_embeddings().weight.detach().float().cpu()  # (V, H)
     generator = torch.Generator().manual_seed(seed)
-    if spec == "random":
+    if init.kind == "random":
         scale = embeddings.norm(dim=1).mean()
         vectors = torch.randn(n, embeddings.shape[1], generator=generator)
         return vectors / vectors.norm(dim=1, keepdim=True) * scale
-    if spec == "vocab":
-        return embeddings[_sample(_frequent_ids(ctx), n, generator)]
-    if spec == "labels":
-        ids = _label_ids(ctx, prompt)
-        return embeddings[[ids[i % len(ids)] for i in range(n)]]
-    if spec.startswith("text:"):
-        ids = ctx.model.tokenize(spec[5:])
-        if not ids:
-            raise AutopromptError(f"init {spec!r} has no text to embed: write e.g. 'text:Is this review positive?'")
-        return embeddings[[ids[i % len(ids)] for i in range(n)]]
-    if spec.startswith("prompt:"):
-        return _saved_vectors(Path(spec[7:]), n, embeddings.shape[1])
-    raise AutopromptError(f"unknown soft-prompt init {spec!r}: use one of {', '.join(INITS)}")
+    if init.kind == "prompt":
+        return _saved_vectors(Path(init.argument), n, embeddings.shape[1])
+    return embeddings[init_token_ids(ctx, prompt, init, n, generator)]
 
 
 def _frequent_ids(ctx: SearchContext) -> list[int]:

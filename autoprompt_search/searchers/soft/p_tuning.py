@@ -81,9 +81,6 @@ class PTuningSearcher(SoftSearcher):
             raise AutopromptError(f"unknown P-tuning encoder {encoder!r}: use 'lstm' or 'mlp'")
         self.encoder, self.encoder_hidden, self.residual = encoder, encoder_hidden, residual
 
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "encoder": self.encoder, "encoder_hidden": self.encoder_hidden,
-                "residual": self.residual}
 
     def parameterization(self, ctx: SearchContext, prompt: Prompt) -> Parameterization:
         n = soft_slots(prompt.template, self.template)

@@ -71,8 +71,6 @@ class PrefixTuningSearcher(DeepSearcher):
             raise AutopromptError(f"mlp_hidden={mlp_hidden} must be at least 1 (the paper uses 512)")
         self.mlp_hidden, self.residual = mlp_hidden, residual
 
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "mlp_hidden": self.mlp_hidden, "residual": self.residual}
 
     def parameterization(self, ctx: SearchContext, prompt: Prompt) -> Parameterization:
         if self.residual:

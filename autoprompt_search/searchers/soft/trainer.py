@@ -35,12 +35,15 @@ from torch import nn
 
 from ...data.loaders import load_task
 from ...data.tasks import Example, Task
-from ...errors import AutopromptError, BudgetError, TemplateError
+from ...errors import AutopromptError, BudgetError, ConfigError, TemplateError
 from ...prompts.prompt import Prompt
 from ...prompts.template import parse_template
 from ...scoring.metrics import selection_score
 from ...scoring.soft_forward import SoftBatch, soft_forward
-from ..base import SearchContext, Searcher, Step
+from ..base import SearchContext, Searcher
+from ..config import choice, merge_preset, single
+from ..records import Step
+from .initialization import parse_init
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adamw", "adafactor"):
-            raise AutopromptError(f"unknown optimizer {self.optimizer!r}: use 'adamw' or 'adafactor'")
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}: use 'adamw' or 'adafactor'")
         for name in ("batch_size", "steps", "eval_every"):
             if getattr(self, name) < 1:
                 raise BudgetError(f"{name}={getattr(self, name)} must be at least 1")
@@ -142,26 +145,32 @@ class SoftSearcher(Searcher):
         seed: int = 0,
     ) -> None:
         super().__init__(seed=seed)
-        if preset is not None and preset not in self.presets:
-            raise AutopromptError(f"unknown {self.name} preset {preset!r}: use one of {sorted(self.presets)}")
-        if dtype not in ("float32", "bfloat16"):
-            raise AutopromptError(f"dtype {dtype!r}: soft prompts train in 'float32' or 'bfloat16' autocast")
-        self.template = (templates or [self.default_template])[0]
-        self.verbalizer = (verbalizers or [None])[0]
-        self.preset, self.init, self.head, self.dtype = preset, init, head, dtype
+        self.dtype = choice(self.name, "dtype", dtype, ("float32", "bfloat16"))
+        self.templates = single(self.name, "templates", templates, self.default_template)
+        self.verbalizers = single(self.name, "verbalizers", verbalizers, None)
+        self.preset, self.init, self.head = preset, parse_init(init).spec, head
         self.also = list(also or [])
         given = {"optimizer": optimizer, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
                  "steps": steps, "eval_every": eval_every, "patience": patience, "warmup": warmup}
-        defaults = self.presets[preset] if preset else {}
-        self.settings = TrainSettings(**{**defaults, **{k: v for k, v in given.items() if v is not None}})
+        settings = TrainSettings(**merge_preset(self.name, self.presets, preset, given))  # validates
+        vars(self).update(dataclasses.asdict(settings))  # each setting under its option name (config())
         self._step = 0
+
+    @property
+    def settings(self) -> TrainSettings:
+        """The optimisation settings, resolved from the preset and the options given."""
+        return TrainSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(TrainSettings)})
+
+    @property
+    def template(self) -> str:
+        return self.templates[0]
+
+    @property
+    def verbalizer(self) -> Mapping[str, Any] | None:
+        return self.verbalizers[0]
 
     default_template: ClassVar[str] = "[V*8]{sentence} It was[P]"
 
-    def config(self) -> dict[str, Any]:
-        return {"templates": [self.template], "verbalizers": [self.verbalizer], "preset": self.preset,
-                "init": self.init, "head": self.head, "also": self.also, "dtype": self.dtype, "seed": self.seed,
-                **dataclasses.asdict(self.settings)}
 
     def expected_steps(self) -> int:
         return self.settings.steps
@@ -189,9 +198,9 @@ class SoftSearcher(Searcher):
         if self._step >= s.steps or (s.patience is not None and self._stale >= s.patience):
             return None
         batch = self._next_batch(ctx)
-        for group in self.optimizer.param_groups:
+        for group in self._optim.param_groups:
             group["lr"] = s.lr * min(1.0, (self._step + 1) / (s.warmup + 1))
-        self.optimizer.zero_grad(set_to_none=True)
+        self._optim.zero_grad(set_to_none=True)
         autocast = torch.autocast(ctx.model.device.type, dtype=torch.bfloat16) if self.dtype == "bfloat16" \
             else nullcontext()
         with autocast:
@@ -199,7 +208,7 @@ class SoftSearcher(Searcher):
         if not torch.isfinite(loss):
             raise AutopromptError(f"the training loss became {loss.item()} at step {self._step + 1}: lower the lr")
         loss.backward()
-        self.optimizer.step()
+        self._optim.step()
         self._step += 1
         scores = {"train_loss": float(loss.item())}
         if self._step % s.eval_every == 0 or self._step == s.steps:
@@ -226,7 +235,7 @@ class SoftSearcher(Searcher):
         return dataclasses.replace(self._prompt, **tensors), score
 
     def state_dict(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        opt = self.optimizer.state_dict()["state"]
+        opt = self._optim.state_dict()["state"]
         tensors = {f"param.{k}": v for k, v in self.param.state_dict().items()}
         tensors |= {f"best.{k}": v for k, v in self._best[0].items()}
         scalars: dict[str, Any] = {}
@@ -251,7 +260,7 @@ class SoftSearcher(Searcher):
         for key, value in state["opt_scalars"].items():
             index, slot = key.split(".", 1)
             opt.setdefault(int(index), {})[slot] = value
-        self.optimizer.load_state_dict({"state": opt, "param_groups": self.optimizer.state_dict()["param_groups"]})
+        self._optim.load_state_dict({"state": opt, "param_groups": self._optim.state_dict()["param_groups"]})
         best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
         self._best = (best, float(state["best_score"]), int(state["best_step"]))
         self._step, self._epoch, self._cursor = int(state["step"]), int(state["epoch"]), int(state["cursor"])
@@ -275,9 +284,9 @@ class SoftSearcher(Searcher):
         params = [p for p in self.param.parameters() if p.requires_grad]
         s = self.settings
         if s.optimizer == "adafactor":
-            self.optimizer = torch.optim.Adafactor(params, lr=s.lr, weight_decay=s.weight_decay)
+            self._optim = torch.optim.Adafactor(params, lr=s.lr, weight_decay=s.weight_decay)
         else:
-            self.optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+            self._optim = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
         self._step, self._epoch, self._cursor, self._stale = 0, 0, 0, 0
 
     def _check_template(self, template, ctx: SearchContext) -> None:
