@@ -52,7 +52,7 @@ def run_cell(lm, task, name: str, template: str, setting: str, seed: int, out: P
     if limit is not None:  # a class-balanced sample: test files are often sorted by label
         test = k_shot(test, max(1, limit // len(task.labels)), seed=0)
     started = time.perf_counter()
-    prompt = evaluator.fitted(Prompt.build(source, words), task)
+    prompt = evaluator.resolved(Prompt.build(source, words), task)
     table = evaluator.score([prompt], test, task)
     predicted = np.bincount(table.scores[0].argmax(axis=1), minlength=len(task.labels))
     data = {"cell": name, "task": task.name, "template": template, "setting": setting, "seed": seed,

@@ -143,7 +143,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     lm = load_model(args.model, device=args.device)
     evaluator = build_evaluator(args, lm, progress=True)
     started = time.perf_counter()
-    prompt = evaluator.fitted(prompt, task)
+    prompt = evaluator.resolved(prompt, task)
     result: dict[str, Any] = evaluator.evaluate(prompt, task.split(split), task)
     seconds = time.perf_counter() - started
     result.update(split=split, seconds=round(seconds, 3), examples_per_second=round(result["n"] / seconds, 2),

@@ -23,9 +23,9 @@ import torch
 from ..data.tasks import Example, Task
 from ..prompts import deep_prompt
 from ..prompts.prompt import Prompt
-from .batching import pad_rows, splice_soft
 from .encoding import PromptEncoder
-from .evaluator import DemoSource, _head_log_probs, _Plan
+from .plan import DemoSource, Plan, head_log_probs
+from .rows import pad_rows, splice_soft
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def soft_forward(
     ``context.demonstrations``) puts in-context demonstrations before each example, as in scoring.
     """
     lm = encoder.lm
-    plan = _Plan(encoder, lm.is_causal, lm.mask_id, demos)
+    plan = Plan(encoder, lm.is_causal, lm.mask_id, demos)
     plan.add_job(0, [prompt], examples, task)
     ids, mask = pad_rows(lm, [row.ids for row in plan.rows])
     splices = [(b, p, t, k) for b, row in enumerate(plan.rows) for p, t, k in row.soft]
@@ -85,7 +85,7 @@ def soft_forward(
     return SoftBatch(torch.stack(scores), gold)  # (E, L)
 
 
-def _query_log_probs(lm: Any, plan: _Plan, hidden: torch.Tensor) -> torch.Tensor:
+def _query_log_probs(lm: Any, plan: Plan, hidden: torch.Tensor) -> torch.Tensor:
     """Log-prob of each query's token, read once per distinct site (row, position)."""
     q = plan.queries
     width = hidden.shape[1]
@@ -95,9 +95,9 @@ def _query_log_probs(lm: Any, plan: _Plan, hidden: torch.Tensor) -> torch.Tensor
     return log_probs[torch.as_tensor(site_of_query.reshape(-1)), torch.as_tensor(q.token)]
 
 
-def _head_scores(plan: _Plan, hidden: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+def _head_scores(plan: Plan, hidden: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     """(E, L) log-softmax of ``head`` (L, H + 1) on the hidden state where each example's answer is read."""
     first = [w[0][0][0] for w in plan.words]  # the query of each example's first word token
     rows = torch.as_tensor([plan.queries.row[i] for i in first])
     pos = torch.as_tensor([plan.queries.pos[i] for i in first])
-    return _head_log_probs(head, hidden[rows, pos])  # (E, L)
+    return head_log_probs(head, hidden[rows, pos])  # (E, L)

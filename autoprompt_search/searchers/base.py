@@ -168,7 +168,7 @@ class Searcher(ABC):
     ) -> SearchResult:
         prompt, score = self.best
         # The saved prompt carries the Evaluator's calibration (with its fitted prior) and demonstrations.
-        prompt = ctx.evaluator.fitted(dataclasses.replace(prompt, model=ctx.signature()), ctx.task)
+        prompt = ctx.evaluator.resolved(dataclasses.replace(prompt, model=ctx.signature()), ctx.task)
         dev_metrics = ctx.evaluator.evaluate(prompt, ctx.select, ctx.task)
         test = ctx.task.split("test") if ctx.task.has_split("test") else None
         test_metrics = ctx.evaluator.evaluate(prompt, test, ctx.task) if test is not None else None

@@ -38,7 +38,8 @@ from ..errors import AutopromptError, BudgetError, TemplateError
 from ..prompts.grammar import Grammar, builtin_grammar
 from ..prompts.prompt import Prompt
 from ..prompts.verbalizer import Verbalizer
-from ..scoring.evaluator import Evaluator, best_first, halving_sizes
+from ..scoring.evaluator import Evaluator
+from ..scoring.halving import best_first, halving_sizes
 from ..scoring.metrics import selection_score
 from .base import SearchContext, Searcher, register
 from .candidates.mutations import mutants

@@ -34,8 +34,9 @@ from optuna.trial import TrialState
 from ..errors import StudyError, TemplateError, VerbalizerError
 from ..prompts.grammar import Grammar, builtin_grammar
 from ..prompts.prompt import Prompt
-from ..scoring.evaluator import ScoreTable, halving_sizes
+from ..scoring.halving import halving_sizes
 from ..scoring.metrics import selection_score
+from ..scoring.score_table import ScoreTable
 from .base import SearchContext, Searcher, register
 from .labels import candidate_words, sample_examples
 from .records import Step

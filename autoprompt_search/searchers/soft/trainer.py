@@ -277,7 +277,7 @@ class SoftSearcher(Searcher):
             prompt = dataclasses.replace(prompt, soft=torch.zeros(template.n_soft, hidden))
         if self.head:
             prompt = dataclasses.replace(prompt, head=torch.zeros(len(labels), hidden + 1), head_labels=labels)
-        self._prompt = ctx.evaluator.prepare(prompt, ctx.task)  # with the Evaluator's demonstrations
+        self._prompt = ctx.evaluator.validated(prompt, ctx.task)  # with the Evaluator's demonstrations
         self._parts = self._load_parts(ctx)
         param = self.parameterization(ctx, self._prompt)
         self.param = (WithHead(param, len(labels), hidden) if self.head else param).to(ctx.model.device)
@@ -331,7 +331,7 @@ class SoftSearcher(Searcher):
                     f"{self._prompt.template.n_soft}: every task of a multi-task prompt uses the same number"
                 )
             prompt = Prompt.build(template, spec.get("verbalizer"), soft=self._prompt.soft)
-            prompt = ctx.evaluator.prepare(prompt, task)
+            prompt = ctx.evaluator.validated(prompt, task)
             select = task.split("dev" if task.has_split("dev") else "train")
             parts.append(TaskPart(task, prompt, task.split("train") if task.has_split("train") else select, select))
         return parts
