@@ -35,7 +35,7 @@ from ..prompts.template import parse_template
 from ..scoring.differentiable import trigger_gradient
 from ..scoring.metrics import selection_score
 from .base import SearchContext, Searcher, register
-from .config import choice, merge_preset, single
+from .config import choice, merge_preset, positive, single
 from .records import Step
 
 #: Named settings. "sst2" and "lama" are the reference code's README settings; "cpu" reaches most
@@ -86,6 +86,8 @@ class AutoPromptSearcher(Searcher):
         self.score = choice("AutoPrompt", "score", score, ("logprob", "accuracy"))
         self.objective = choice("AutoPrompt", "objective", objective, ("vocab", "class"))
         self.preset, self.init, self.confirm = preset, init, confirm
+        counts = ("num_cand", "accumulation_steps", "batch_size", "iterations")
+        positive("AutoPrompt", **{k: settings[k] for k in counts})
         self._logprob_key = "class_logprob" if objective == "class" else "gold_logprob"  # the objective's metric
         self.num_cand = int(settings["num_cand"])
         self.accumulation_steps = int(settings["accumulation_steps"])

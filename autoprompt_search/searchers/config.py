@@ -100,3 +100,10 @@ def choice(searcher: str, option: str, value: Any, allowed: Sequence[Any]) -> An
     if value not in allowed:
         raise ConfigError(f"unknown {searcher} {option} {value!r}: use one of {', '.join(map(repr, allowed))}")
     return value
+
+
+def positive(searcher: str, **values: int | float | None) -> None:
+    """Refuse counts below 1 (``None`` means unset): an option that leaves the searcher no work."""
+    for option, value in values.items():
+        if value is not None and value < 1:
+            raise ConfigError(f"{searcher} option {option}={value} leaves it no work: give at least 1")

@@ -44,6 +44,7 @@ from ..scoring.metrics import selection_score
 from .base import SearchContext, Searcher, register
 from .candidates.mutations import mutants
 from .candidates.proposals import propose_templates
+from .config import positive
 from .labels import find_label_words
 from .pool import Spec
 from .records import Step
@@ -85,6 +86,7 @@ class FilterSearcher(Searcher):
         seed: int = 0,
     ) -> None:
         super().__init__(seed=seed)
+        positive(self.name, finalists=finalists, first_slice=first_slice, label_top_k=label_top_k)
         self.templates, self.verbalizers = list(templates), list(verbalizers)
         self.grammar, self.builtin = grammar, builtin
         self.label_words, self.label_top_k = label_words, label_top_k
