@@ -18,10 +18,10 @@ import torch
 from autoprompt_search.cli import main
 from autoprompt_search.data.tasks import Example, Task
 from autoprompt_search.models.language_model import LanguageModel
-from autoprompt_search.prompts import deep_prompt
 from autoprompt_search.prompts.calibration import Calibration, calibrate, fit_prior
 from autoprompt_search.prompts.demonstrations import Demonstrations
 from autoprompt_search.prompts.prompt import Prompt
+from autoprompt_search.scoring import deep_prompt
 from autoprompt_search.scoring.evaluator import Evaluator, Job
 from autoprompt_search.scoring.soft_forward import soft_forward
 from autoprompt_search.searchers import PromptTuningSearcher

@@ -20,8 +20,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models.language_model import LanguageModel
-from ..prompts import deep_prompt
-from ..prompts.deep_prompt import deep_length
+from . import deep_prompt
+from .deep_prompt import deep_length
 from .prefix_reuse import run_shared_prefixes
 from .rows import (
     MAX_ROWS,

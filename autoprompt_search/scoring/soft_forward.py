@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from ..data.tasks import Example, Task
-from ..prompts import deep_prompt
 from ..prompts.prompt import Prompt
+from . import deep_prompt
 from .encoding import PromptEncoder
 from .plan import DemoSource, Plan, head_log_probs
 from .rows import pad_rows, splice_soft

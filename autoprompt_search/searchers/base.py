@@ -9,7 +9,7 @@ A searcher implements four small methods, called in this order::
 
 and exposes ``best`` (the incumbent prompt and its selection score). The loop — budget, progress
 bar, history, checkpoints, callbacks, final scoring and run-directory artifacts — lives here once,
-so a new searcher is one small module (STYLE.md, principle 1).
+so a new searcher is one small module (ARCHITECTURE.md, "Add a searcher").
 """
 
 from __future__ import annotations
