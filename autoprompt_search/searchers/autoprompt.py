@@ -34,7 +34,7 @@ from ..prompts.prompt import Prompt
 from ..prompts.template import parse_template
 from ..scoring.differentiable import trigger_gradient
 from ..scoring.metrics import selection_score
-from .base import SearchContext, Searcher, register
+from .base import OneTemplate, SearchContext, Searcher, register
 from .config import choice, merge_preset, positive, single
 from .records import Step
 
@@ -53,7 +53,7 @@ _TRIGGER_SLOTS = re.compile(r" ?\[T(?:\*\d+)?\]")
 
 
 @register
-class AutoPromptSearcher(Searcher):
+class AutoPromptSearcher(OneTemplate, Searcher):
     """Gradient-guided trigger search over the ``[T]`` slots of one template."""
 
     name = "autoprompt"
@@ -98,14 +98,6 @@ class AutoPromptSearcher(Searcher):
         self._best: tuple[list[int] | None, float] = (None, float("-inf"))
         self._steps = 0
 
-
-    @property
-    def template(self) -> str:
-        return self.templates[0]
-
-    @property
-    def verbalizer(self) -> Mapping[str, Any] | None:
-        return self.verbalizers[0]
 
     def expected_steps(self) -> int:
         return self.iterations

@@ -186,3 +186,19 @@ SEARCHERS: dict[str, type[Searcher]] = {}
 def register(cls: type[Searcher]) -> type[Searcher]:
     SEARCHERS[cls.name] = cls
     return cls
+
+
+class OneTemplate:
+    """For searchers that search one template (and one verbalizer): ``templates``/``verbalizers`` are
+    one-entry lists (:func:`.config.single`), so the configuration reads like every other searcher's."""
+
+    templates: list[str]
+    verbalizers: list[Any]
+
+    @property
+    def template(self) -> str:
+        return self.templates[0]
+
+    @property
+    def verbalizer(self) -> Any:
+        return self.verbalizers[0]

@@ -40,7 +40,7 @@ from ...prompts.prompt import Prompt
 from ...prompts.template import parse_template
 from ...scoring.metrics import selection_score
 from ...scoring.soft_forward import SoftBatch, soft_forward
-from ..base import SearchContext, Searcher
+from ..base import OneTemplate, SearchContext, Searcher
 from ..config import choice, merge_preset, single
 from ..records import Step
 from .initialization import parse_init
@@ -118,7 +118,7 @@ class TrainSettings:
             raise BudgetError(f"lr must be > 0, patience >= 1 (or None), warmup >= 0; got {self}")
 
 
-class SoftSearcher(Searcher):
+class SoftSearcher(OneTemplate, Searcher):
     """Base of the continuous searchers; subclasses implement :meth:`parameterization`."""
 
     #: Named settings (``preset=``); subclasses cite their source.
@@ -160,14 +160,6 @@ class SoftSearcher(Searcher):
     def settings(self) -> TrainSettings:
         """The optimisation settings, resolved from the preset and the options given."""
         return TrainSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(TrainSettings)})
-
-    @property
-    def template(self) -> str:
-        return self.templates[0]
-
-    @property
-    def verbalizer(self) -> Mapping[str, Any] | None:
-        return self.verbalizers[0]
 
     default_template: ClassVar[str] = "[V*8]{sentence} It was[P]"
 
