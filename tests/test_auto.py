@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import autoprompt_search
-from autoprompt_search import SEARCHERS, Budget, EnsemblePrompt, Prompt
+from autoprompt_search import SEARCHERS, Budget, EnsemblePrompt, Prompt, load_prompt
 from autoprompt_search.cli import main
-from autoprompt_search.fluency import mean_log_likelihoods, perplexity, template_ids
+from autoprompt_search.scoring.fluency import mean_log_likelihoods, perplexity, template_ids
 from autoprompt_search.searchers.cross_validation import cross_validate
 
 VERBALIZER = {"0": "bad", "1": "good"}
@@ -32,7 +32,7 @@ def test_auto_runs_every_stage_and_records_the_evidence(tiny_causal_lm, sentimen
     assert evidence["stages"]["soft"] is True and evidence["final"]["decision"] in ("discrete", "soft", "both")
     assert evidence["ensemble"]["members"] == 2 and "guard" in evidence
     assert result.dev_score == pytest.approx(evidence["final"]["scores"][evidence["final"]["decision"]])
-    saved = Prompt.load(tmp_path)
+    saved = load_prompt(tmp_path)
     assert saved.render() == result.prompt.render()
 
 
@@ -106,7 +106,7 @@ def test_saved_discrete_prompts_report_their_perplexity(tiny_causal_lm, sentimen
     SEARCHERS["manual"](templates=["Review: {sentence}\nSentiment:[P]"], verbalizers=[VERBALIZER]).search(
         sentiment_task, tiny_causal_lm, run_dir=tmp_path, progress=False)
     data = json.loads((tmp_path / "prompt.json").read_text())
-    assert data["perplexity"] > 1 and Prompt.load(tmp_path).perplexity == data["perplexity"]
+    assert data["perplexity"] > 1 and load_prompt(tmp_path).perplexity == data["perplexity"]
 
 
 @pytest.mark.parametrize("name", ["filter", "autoprompt"])

@@ -10,11 +10,12 @@ import pytest
 import torch
 from scipy.special import log_softmax
 
-from autoprompt_search import SEARCHERS, Budget, EnsemblePrompt, Evaluator, Prompt
-from autoprompt_search.calibration import Calibration
+from autoprompt_search import SEARCHERS, Budget, EnsemblePrompt, Evaluator, Prompt, load_prompt
 from autoprompt_search.cli import main
-from autoprompt_search.ensemble import combine, fit_logistic
 from autoprompt_search.errors import TemplateError
+from autoprompt_search.prompts.calibration import Calibration
+from autoprompt_search.prompts.ensemble import combine
+from autoprompt_search.scoring.ensembles import fit_logistic
 
 VERBALIZER = {"0": "bad", "1": "good"}
 
@@ -54,7 +55,8 @@ def test_members_are_scored_in_one_mixed_run(tiny_causal_lm, sentiment_task, mon
 def test_logistic_rule_fits_weights_and_beats_the_mean_on_its_data() -> None:
     rng = np.random.default_rng(0)
     gold = rng.integers(0, 2, size=40)
-    good = np.stack([np.where(gold == 0, 1.0, -1.0), np.where(gold == 0, -1.0, 1.0)], axis=1) + rng.normal(0, .5, (40, 2))
+    sign = np.where(gold == 0, 1.0, -1.0)
+    good = np.stack([sign, -sign], axis=1) + rng.normal(0, 0.5, (40, 2))
     noise = rng.normal(0, 2.0, (40, 2))
     scores = np.stack([good, noise])
     weights, bias = fit_logistic(scores, gold)
@@ -66,10 +68,10 @@ def test_logistic_rule_fits_weights_and_beats_the_mean_on_its_data() -> None:
 
 def test_save_and_load_round_trip(tiny_causal_lm, sentiment_task, tmp_path: Path) -> None:
     evaluator = Evaluator(tiny_causal_lm)
-    members = [evaluator.fitted(m, sentiment_task) for m in _members(tiny_causal_lm)]
+    members = [evaluator.resolved(m, sentiment_task) for m in _members(tiny_causal_lm)]
     ensemble = EnsemblePrompt(tuple(members), "logistic", (0.5, 0.3, 0.2), (0.1, -0.1), ("0", "1"))
     ensemble.save(tmp_path, tiny_causal_lm.decode)
-    loaded = Prompt.load(tmp_path)
+    loaded = load_prompt(tmp_path)
     assert isinstance(loaded, EnsemblePrompt) and loaded == ensemble
     assert torch.equal(loaded.members[2].soft, members[2].soft)
     dev = sentiment_task.split("dev")
@@ -105,7 +107,7 @@ def test_searchers_return_their_top_k_as_an_ensemble(name, tiny_causal_lm, senti
                              progress=False)
     assert isinstance(result.prompt, EnsemblePrompt) and 2 <= len(result.prompt.members) <= 3
     assert result.selection["chosen"]["kind"] == "ensemble"
-    again = Evaluator(tiny_causal_lm).evaluate(Prompt.load(tmp_path), sentiment_task.split("test"), sentiment_task)
+    again = Evaluator(tiny_causal_lm).evaluate(load_prompt(tmp_path), sentiment_task.split("test"), sentiment_task)
     assert again["accuracy"] == pytest.approx(result.test_metrics["accuracy"])
 
 

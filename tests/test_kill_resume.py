@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import torch
 
-from autoprompt_search import cli
+from autoprompt_search.cli import app as cli
 from autoprompt_search.models.language_model import LanguageModel
 from autoprompt_search.searchers import ManualSearcher
 
@@ -56,7 +56,8 @@ def write_data(folder: Path) -> Path:
 
 
 def discover_args(model: Path, data: Path, out: Path) -> list[str]:
-    args = ["discover", "--model", str(model), "--data", str(data), "--config", '{"per_step": 1}', "--out", str(out)]
+    args = ["discover", "--searcher", "manual", "--model", str(model), "--data", str(data), "--config",
+            '{"per_step": 1}', "--out", str(out)]
     for template in TEMPLATES:
         args += ["--template", template]
     for verbalizer in VERBALIZERS:

@@ -14,8 +14,8 @@ import pytest
 from optuna.trial import TrialState
 
 from autoprompt_search import Budget, Evaluator, Task
-from autoprompt_search.errors import StudyError, VerbalizerError
-from autoprompt_search.grammar import Grammar
+from autoprompt_search.errors import ConfigError, StudyError, VerbalizerError
+from autoprompt_search.prompts.grammar import Grammar
 from autoprompt_search.searchers import OptunaSearcher
 from autoprompt_search.searchers.optuna_search import Space
 
@@ -23,6 +23,11 @@ REPO = Path(__file__).resolve().parents[1]
 GRAMMAR = "<<|Review: |Text: >>{sentence}<< It was|\nIn short:| All in all, it was|\nSentiment:>>[P]"
 VERBALIZERS = [{"0": "bad", "1": "good"}, {"0": "terrible", "1": "great"}]
 
+
+
+def Optuna(**options) -> OptunaSearcher:
+    """The optuna searcher without the calibration choice, so that its result is the study's best trial."""
+    return OptunaSearcher(calibrate="off", **options)
 
 def _trials(storage: str, study: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=study, storage=storage).get_trials()
@@ -42,7 +47,7 @@ def test_space_turns_parameters_into_a_template_and_label_words() -> None:
 
 def test_trials_are_scored_on_growing_slices_and_poor_ones_pruned(tiny_causal_lm, sentiment_task, tmp_path) -> None:
     storage = str(tmp_path / "study.db")
-    searcher = OptunaSearcher(templates=[GRAMMAR], verbalizers=VERBALIZERS, trials=12, rungs=3,
+    searcher = Optuna(templates=[GRAMMAR], verbalizers=VERBALIZERS, trials=12, rungs=3,
                               startup_trials=12, storage=storage, seed=1)
     result = searcher.search(sentiment_task, tiny_causal_lm, progress=False)
     trials = _trials(f"sqlite:///{storage}", "autoprompt-optuna")
@@ -61,7 +66,7 @@ def test_trials_are_scored_on_growing_slices_and_poor_ones_pruned(tiny_causal_lm
 
 
 def test_a_repeated_prompt_is_not_scored_again(tiny_causal_lm, sentiment_task) -> None:
-    searcher = OptunaSearcher(templates=["{sentence} It was[P]"], verbalizers=VERBALIZERS[:1], trials=3)
+    searcher = Optuna(templates=["{sentence} It was[P]"], verbalizers=VERBALIZERS[:1], trials=3)
     result = searcher.search(sentiment_task, tiny_causal_lm, progress=False)
     passes = [r.forward_passes for r in result.history]
     assert passes[0] > 0 and passes[0] == passes[1] == passes[2]
@@ -70,7 +75,7 @@ def test_a_repeated_prompt_is_not_scored_again(tiny_causal_lm, sentiment_task) -
 
 
 def test_label_words_come_from_label_search_and_stay_disjoint(tiny_causal_lm, sentiment_task) -> None:
-    searcher = OptunaSearcher(templates=["{sentence} It was[P]"], verbalizers=[{"0": "bad"}], label_top_k=3,
+    searcher = Optuna(templates=["{sentence} It was[P]"], verbalizers=[{"0": "bad"}], label_top_k=3,
                               trials=4, seed=2)
     result = searcher.search(sentiment_task, tiny_causal_lm, progress=False)
     words = searcher._space.words
@@ -81,14 +86,14 @@ def test_label_words_come_from_label_search_and_stay_disjoint(tiny_causal_lm, se
 
 
 def test_fact_tasks_search_templates_only(tiny_causal_lm, fact_task) -> None:
-    searcher = OptunaSearcher(templates=["<<The capital of {sub_label} is|{sub_label}'s capital is>>[P]"], trials=2,
+    searcher = Optuna(templates=["<<The capital of {sub_label} is|{sub_label}'s capital is>>[P]"], trials=2,
                               startup_trials=1)
     result = searcher.search(fact_task, tiny_causal_lm, progress=False)
     assert result.prompt.verbalizer is None and "p_at_1" in result.dev_metrics
 
 
 def test_without_templates_the_builtin_grammar_is_searched(tiny_causal_lm, sentiment_task) -> None:
-    searcher = OptunaSearcher(verbalizers=VERBALIZERS, trials=2)
+    searcher = Optuna(verbalizers=VERBALIZERS, trials=2)
     searcher.search(sentiment_task, tiny_causal_lm, progress=False)
     assert len(Grammar.parse(searcher._space.templates[0])) > 10
 
@@ -96,20 +101,20 @@ def test_without_templates_the_builtin_grammar_is_searched(tiny_causal_lm, senti
 @pytest.mark.parametrize(("options", "error", "match"), [
     ({"verbalizers": [], "label_top_k": 0}, VerbalizerError, "needs label words"),
     ({"verbalizers": VERBALIZERS, "pruner": "hyperband"}, StudyError, "unknown pruner"),
-    ({"verbalizers": VERBALIZERS, "trials": 0}, StudyError, "trials must be at least 1"),
+    ({"verbalizers": VERBALIZERS, "trials": 0}, ConfigError, "trials=0 leaves it no work"),
     ({"verbalizers": VERBALIZERS, "storage": "postgresql://u:secret@127.0.0.1:1/db"}, StudyError, r"u:\*\*\*@"),
 ])
 def test_bad_options_are_refused(tiny_causal_lm, sentiment_task, options, error, match) -> None:
     with pytest.raises(error, match=match):
-        OptunaSearcher(templates=["{sentence} It was[P]"], **options).search(
+        Optuna(templates=["{sentence} It was[P]"], **options).search(
             sentiment_task, tiny_causal_lm, budget=Budget(iterations=1), progress=False)
 
 
 def test_a_second_run_joins_a_stored_study_and_searches_its_space(tiny_causal_lm, sentiment_task, tmp_path) -> None:
     storage = str(tmp_path / "study.db")
-    first = OptunaSearcher(templates=[GRAMMAR], verbalizers=VERBALIZERS, trials=2, storage=storage, seed=0)
+    first = Optuna(templates=[GRAMMAR], verbalizers=VERBALIZERS, trials=2, storage=storage, seed=0)
     first.search(sentiment_task, tiny_causal_lm, progress=False)
-    second = OptunaSearcher(templates=["{sentence} Other:[P]"], verbalizers=VERBALIZERS, trials=2, storage=storage,
+    second = Optuna(templates=["{sentence} Other:[P]"], verbalizers=VERBALIZERS, trials=2, storage=storage,
                             seed=1)
     result = second.search(sentiment_task, tiny_causal_lm, progress=False)
     trials = _trials(f"sqlite:///{storage}", "autoprompt-optuna")
@@ -120,7 +125,7 @@ def test_a_second_run_joins_a_stored_study_and_searches_its_space(tiny_causal_lm
 def test_resume_on_a_stored_study_fails_the_interrupted_trial(tiny_causal_lm, sentiment_task, tmp_path) -> None:
     storage = str(tmp_path / "study.db")
     evaluator = Evaluator(tiny_causal_lm)
-    make = lambda: OptunaSearcher(templates=[GRAMMAR], verbalizers=VERBALIZERS, trials=3, storage=storage)  # noqa: E731
+    make = lambda: Optuna(templates=[GRAMMAR], verbalizers=VERBALIZERS, trials=3, storage=storage)  # noqa: E731
     scored = 0
 
     def killed_midway(*args, **kwargs):  # trial 0 scores 3 rungs; the kill lands in trial 1's first rung
@@ -152,7 +157,7 @@ def _write_task(task: Task, folder: Path) -> Path:
 def _workers_share_a_study(storage: str, study: str, model: Path, data: Path, out: Path) -> None:
     """Two CLI processes with different seeds run 3 trials each on one study, at the same time."""
     config = json.dumps({"storage": storage, "study": study, "trials": 3, "rungs": 2, "startup_trials": 2,
-                         "verbalizers": VERBALIZERS})
+                         "verbalizers": VERBALIZERS, "calibrate": "off"})
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     workers = [
         subprocess.Popen(

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from autoprompt_search import SEARCHERS, Budget, Evaluator, Prompt
-from autoprompt_search.errors import BudgetError
+from autoprompt_search.data.tasks import Example, Task
+from autoprompt_search.errors import ConfigError
 from autoprompt_search.models.language_model import LanguageModel
+from autoprompt_search.scoring.selection import SelectionPolicy, bootstrap_lower, class_loglik, guard, selection_score
 from autoprompt_search.searchers.final import final_selection
-from autoprompt_search.selection import SelectionPolicy, bootstrap_lower, class_loglik, guard, selection_score
-from autoprompt_search.tasks import Example, Task
 
 VERBALIZER = {"0": "bad", "1": "good"}
 
@@ -19,7 +19,8 @@ def test_logloss_score_ranks_by_class_loglik_and_breaks_ties_by_accuracy() -> No
     confident = {"accuracy": 0.5, "class_logprob": -0.3, "gold_logprob": -5.0}
     lucky = {"accuracy": 0.75, "class_logprob": -0.6, "gold_logprob": -1.0}
     assert selection_score(confident, "classification") > selection_score(lucky, "classification")
-    assert selection_score(confident, "classification", "accuracy") < selection_score(lucky, "classification", "accuracy")
+    by_accuracy = [selection_score(m, "classification", "accuracy") for m in (confident, lucky)]
+    assert by_accuracy[0] < by_accuracy[1]
     tied = dict(confident, accuracy=0.75)
     assert selection_score(tied, "classification") > selection_score(confident, "classification")
     fact = {"p_at_1": 0.5, "gold_logprob": -2.0}
@@ -46,7 +47,7 @@ def test_guard_keeps_the_reference_when_the_gain_is_noise_and_switches_when_it_i
 
 def test_policy_refuses_bad_options() -> None:
     for bad in ({"by": "f1"}, {"ensemble": 0}, {"guard": 1.5}, {"combine": "max"}, {"select_on": "test"}):
-        with pytest.raises(BudgetError):
+        with pytest.raises(ConfigError):
             SelectionPolicy(**bad)
 
 

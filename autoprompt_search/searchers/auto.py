@@ -28,15 +28,16 @@ from typing import Any, Literal
 
 import torch
 
-from ..ensemble import EnsemblePrompt
-from ..errors import DataError
-from ..prompt import Prompt
-from ..selection import CalibrateChoice, Combine, SelectBy, SelectionOptions, SelectOn, selection_score, top_indices
-from ..template import Text
-from .base import SearchContext, Searcher, Step, register
+from ..errors import ConfigError
+from ..prompts.ensemble import Combine, EnsemblePrompt
+from ..prompts.prompt import Prompt
+from ..prompts.template import Text
+from ..scoring.selection import CalibrateChoice, SelectBy, SelectionOptions, SelectOn, selection_score, top_indices
+from .base import SearchContext, Searcher, register
 from .filtering import FilterSearcher
 from .final import Decision, final_selection
-from .prompt_tuning import PromptTuningSearcher
+from .records import Step
+from .soft.prompt_tuning import PromptTuningSearcher
 
 #: A soft step costs about this many forward passes per training example (forward + backward).
 BACKWARD_FACTOR = 3.0
@@ -83,7 +84,7 @@ class AutoSearcher(SelectionOptions, Searcher):
         self.set_selection(select_by=select_by, select_on=select_on, calibrate=calibrate, ensemble=ensemble,
                            combine=combine, guard=guard)
         if soft not in ("auto", "on", "off"):
-            raise DataError(f"soft={soft!r}: use 'auto' (when affordable), 'on' or 'off'")
+            raise ConfigError(f"soft={soft!r}: use 'auto' (when affordable), 'on' or 'off'")
         self.templates, self.verbalizers = list(templates), list(verbalizers)
         self.grammar, self.builtin, self.label_words, self.finalists = grammar, builtin, label_words, finalists
         self.soft, self.soft_tokens, self.soft_steps, self.soft_average = soft, soft_tokens, soft_steps, soft_average
@@ -92,11 +93,6 @@ class AutoSearcher(SelectionOptions, Searcher):
         self._soft_spec: dict[str, Any] | None = None
         self._stage = "discrete"
         self._stage_cost = (0.0, 0)  # (seconds, forward passes) of the discrete stage
-
-    def config(self) -> dict[str, Any]:
-        keys = ("templates", "verbalizers", "grammar", "builtin", "label_words", "finalists", "soft", "soft_tokens",
-                "soft_steps", "soft_average")
-        return {**{k: getattr(self, k) for k in keys}, **self.selection_config(), "seed": self.seed}
 
     def _make_filter(self) -> FilterSearcher:
         return FilterSearcher(templates=self.templates, verbalizers=self.verbalizers, grammar=self.grammar,
@@ -196,7 +192,8 @@ class AutoSearcher(SelectionOptions, Searcher):
         candidates, rows = self._filter.final_candidates(), self._filter.final_rows()
         if self._stage == "discrete" and rows is not None and any(r is not None for r in rows):
             # the budget ended inside the discrete stage: pick among what is scored, at no further cost
-            candidates, rows = zip(*[(c, r) for c, r in zip(candidates, rows, strict=True) if r is not None])
+            kept = [(c, r) for c, r in zip(candidates, rows, strict=True) if r is not None]
+            candidates, rows = [c for c, _ in kept], [r for _, r in kept]
         discrete = final_selection(ctx.evaluator, ctx.task, ctx.select, list(candidates), self._filter.reference(),
                                    self.selection_policy(), seed=self.seed, decode=ctx.model.decode,
                                    known=None if rows is None else list(rows))

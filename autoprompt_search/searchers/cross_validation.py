@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from ..data.tasks import Example, Task
 from ..errors import DataError
-from ..evaluator import Evaluator
 from ..models.language_model import LanguageModel
-from ..tasks import Example, Task
-from .base import Budget, Searcher
+from ..scoring.evaluator import Evaluator
+from .base import Searcher
+from .records import Budget
 
 
 @dataclass

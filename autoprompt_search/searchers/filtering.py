@@ -33,19 +33,23 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.tasks import Example
 from ..errors import AutopromptError, BudgetError, TemplateError
-from ..evaluator import Evaluator, ScoreTable, best_first, halving_sizes
-from ..grammar import Grammar, builtin_grammar
-from ..fluency import mean_log_likelihoods
-from ..mutations import mutants
-from ..prompt import Prompt
-from ..proposals import propose_templates
-from ..selection import CalibrateChoice, Combine, SelectBy, SelectionOptions, SelectOn, top_indices
-from ..tasks import Example
-from ..verbalizer import Verbalizer
-from .base import SearchContext, Searcher, Step, register
+from ..prompts.grammar import Grammar, builtin_grammar
+from ..prompts.prompt import Prompt
+from ..prompts.verbalizer import Verbalizer
+from ..scoring.evaluator import Evaluator
+from ..scoring.fluency import mean_log_likelihoods
+from ..scoring.halving import best_first, halving_sizes
+from ..scoring.score_table import ScoreTable
+from ..scoring.selection import CalibrateChoice, Combine, SelectBy, SelectionOptions, SelectOn
+from .base import SearchContext, Searcher, register
+from .candidates.mutations import mutants
+from .candidates.proposals import propose_templates
+from .config import positive
 from .labels import find_label_words
 from .pool import Spec
+from .records import Step
 
 
 @register
@@ -96,6 +100,7 @@ class FilterSearcher(SelectionOptions, Searcher):
         super().__init__(seed=seed)
         self.set_selection(select_by=select_by, select_on=select_on, calibrate=calibrate, ensemble=ensemble,
                            combine=combine, guard=guard)
+        positive(self.name, finalists=finalists, first_slice=first_slice, label_top_k=label_top_k)
         self.templates, self.verbalizers = list(templates), list(verbalizers)
         self.grammar, self.builtin = grammar, builtin
         self.label_words, self.label_top_k = label_words, label_top_k
@@ -112,11 +117,6 @@ class FilterSearcher(SelectionOptions, Searcher):
         self._bank: list[str] = []
         self._rows: dict[int, np.ndarray] = {}  # class scores (E, L) on the selection split, for the final pick
 
-    def config(self) -> dict[str, Any]:
-        keys = ("templates", "verbalizers", "grammar", "builtin", "label_words", "label_top_k", "generate",
-                "generate_examples", "mutations", "mutation_rounds", "first_slice", "keep", "finalists",
-                "halving", "coarse_dtype", "fluency", "seed")
-        return {**{k: getattr(self, k) for k in keys}, **self.selection_config()}
 
     # --- searcher protocol ---------------------------------------------------------------------
     def start(self, ctx: SearchContext) -> None:

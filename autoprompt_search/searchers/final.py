@@ -20,13 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from ..calibration import Calibration, calibrate
-from ..ensemble import EnsemblePrompt, fit_logistic
-from ..evaluator import Evaluator
-from ..metrics import classification_metrics
-from ..prompt import Prompt
-from ..selection import SelectionPolicy, class_loglik, guard, selection_score, top_indices
-from ..tasks import Example, Task
+from ..data.tasks import Example, Task
+from ..prompts.calibration import Calibration, calibrate
+from ..prompts.ensemble import EnsemblePrompt
+from ..prompts.prompt import Prompt
+from ..scoring.ensembles import fit_logistic
+from ..scoring.evaluator import Evaluator
+from ..scoring.metrics import classification_metrics
+from ..scoring.selection import SelectionPolicy, class_loglik, guard, selection_score, top_indices
 
 #: Level of the guard numbers recorded when the guard is off (information only).
 INFO_LEVEL = 0.9
@@ -34,11 +35,13 @@ INFO_LEVEL = 0.9
 
 @dataclass
 class Decision:
-    """The pick, its selection score, and the evidence (plain JSON) behind it."""
+    """The pick, its selection score, the evidence (plain JSON) behind it, and — when the pick was
+    scored on the selection examples — its metrics there (so they need not be computed again)."""
 
     prompt: Prompt | EnsemblePrompt
     score: float
     evidence: dict[str, Any] | None
+    metrics: dict[str, float] | None = None
 
 
 @dataclass
@@ -92,7 +95,7 @@ def final_selection(
     evidence["chosen"] = {"kind": "ensemble" if isinstance(chosen.prompt, EnsemblePrompt) else "single",
                           "prompt": chosen.prompt.render(decode), "calibrated": chosen.calibrated, **rating}
     if reference is None:
-        return Decision(chosen.prompt, rating["score"], evidence)
+        return Decision(chosen.prompt, rating["score"], evidence, _metrics(chosen.scores, gold))
     reference_rating = _rate(rows[-1], gold, policy)
     check = guard(class_loglik(chosen.scores, gold), class_loglik(rows[-1], gold),
                   policy.guard if policy.guard is not None else INFO_LEVEL, seed)
@@ -102,8 +105,8 @@ def final_selection(
                          "decision": "reference" if keep_reference else "pick"}
     if keep_reference:
         evidence["chosen"] = {"kind": "reference", "prompt": reference.render(decode), **reference_rating}
-        return Decision(reference, reference_rating["score"], evidence)
-    return Decision(chosen.prompt, rating["score"], evidence)
+        return Decision(reference, reference_rating["score"], evidence, _metrics(rows[-1], gold))
+    return Decision(chosen.prompt, rating["score"], evidence, _metrics(chosen.scores, gold))
 
 
 def _distinct(prompts: Sequence[Prompt],
@@ -147,9 +150,13 @@ def _calibrated_variants(evaluator: Evaluator, task: Task, examples: Sequence[Ex
                      calibrate(v.scores, p_cf[i]), True) for i, (p, v) in enumerate(zip(asked, todo, strict=True))]
 
 
-def _rate(scores: np.ndarray, gold: np.ndarray, policy: SelectionPolicy) -> dict[str, float]:
+def _metrics(scores: np.ndarray, gold: np.ndarray) -> dict[str, float]:
     keep = gold >= 0
-    metrics = classification_metrics(scores[keep], gold[keep])
+    return classification_metrics(scores[keep], gold[keep])
+
+
+def _rate(scores: np.ndarray, gold: np.ndarray, policy: SelectionPolicy) -> dict[str, float]:
+    metrics = _metrics(scores, gold)
     return {"score": selection_score(metrics, "classification", policy.by), "accuracy": metrics["accuracy"],
             "class_logprob": metrics["class_logprob"]}
 

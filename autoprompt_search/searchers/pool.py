@@ -11,9 +11,10 @@ from typing import Any
 
 import torch
 
-from ..prompt import Prompt
-from ..selection import SelectionOptions, top_indices
-from .base import SearchContext, Searcher, Step
+from ..prompts.prompt import Prompt
+from ..scoring.selection import SelectionOptions, top_indices
+from .base import SearchContext, Searcher
+from .records import Step
 
 #: One candidate as plain data: a template string and a label → word(s) mapping (or None).
 Spec = tuple[str, dict[str, Any] | None]
