@@ -62,6 +62,7 @@ def demo_config(searcher: str, kind: str, *, soft: bool = False, deep: bool = Fa
         return {"templates": ["Review: {sentence} [T*3]\nSentiment:[P]"], "verbalizers": [DEMO_VERBALIZERS[0]]}
     if searcher == "label-search":
         return {"templates": [DEMO_TEMPLATES[0]]}
-    if searcher == "auto":  # the demo's own 4 x 2 pairs only, so that command 1 stays a minutes-long demo
-        return {"templates": list(DEMO_TEMPLATES), "verbalizers": list(DEMO_VERBALIZERS), "builtin": False}
+    if searcher == "auto":  # the demo's own 4 x 2 pairs, selected on dev: command 1 stays a minutes-long demo
+        return {"templates": list(DEMO_TEMPLATES), "verbalizers": list(DEMO_VERBALIZERS), "builtin": False,
+                "select_on": "dev"}
     return {"templates": list(DEMO_TEMPLATES), "verbalizers": list(DEMO_VERBALIZERS)}

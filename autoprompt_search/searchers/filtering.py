@@ -130,8 +130,11 @@ class FilterSearcher(SelectionOptions, Searcher):
 
     def step(self, ctx: SearchContext) -> Step | None:
         sizes = self._sizes(len(ctx.train))
-        if self._rung < len(sizes) - 1 and len(self._alive) <= self.finalists:
-            self._rung = len(sizes) - 1  # no rung may cut below ``finalists``: go to the full training set
+        if self._rung < len(sizes) and len(self._alive) <= self.finalists:
+            if not self.mutation_rounds and all(i in self._dev for i in self._alive):
+                self._rung = len(sizes)  # every candidate reaches the final and is scored there already
+            else:
+                self._rung = max(self._rung, len(sizes) - 1)  # no rung may cut below ``finalists``
         if self._rung < len(sizes):
             return self._halving_rung(ctx, sizes[self._rung], last=self._rung == len(sizes) - 1)
         if self._rung < len(sizes) + self.mutation_rounds:
