@@ -75,7 +75,12 @@ class EnsemblePrompt:
     demos = None
 
     def render(self, decode: Any = None) -> str:
-        return f"ensemble ({self.rule}) of {len(self.members)}: " + " || ".join(m.render(decode) for m in self.members)
+        """One line per member: its template, label words and whether it is calibrated."""
+        def member(m: Prompt) -> str:
+            words = "/".join("+".join(w) for w in m.verbalizer.words.values()) if m.verbalizer else ""
+            return m.render(decode) + (f" [{words}]" if words else "") + (" (calibrated)" if m.calibration else "")
+
+        return f"ensemble ({self.rule}) of {len(self.members)}: " + " || ".join(member(m) for m in self.members)
 
     def with_members(self, members: Sequence[Prompt]) -> EnsemblePrompt:
         return replace(self, members=tuple(members))
