@@ -17,10 +17,9 @@ import json
 import time
 from typing import Any
 
-from autoprompt_search.loaders import load_lmbff
-from autoprompt_search.tasks import Task
-
 from autoprompt_search import Budget, Evaluator, atomic, load_model
+from autoprompt_search.data.loaders import load_lmbff
+from autoprompt_search.data.tasks import Task
 from autoprompt_search.searchers import SEARCHERS
 
 from .common import RESULTS, data_dir, environment
