@@ -40,6 +40,12 @@ def _suite(folder: Path, model: Path, *, sentiment_template: str = "Review: {sen
     return path
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never touch the user's score cache."""
+    monkeypatch.setenv("AUTOPROMPT_SEARCH_CACHE", str(tmp_path / "user-cache"))
+
+
 @pytest.fixture
 def counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Job ids the runner executes (jobs=1 runs them in this process)."""
@@ -246,3 +252,6 @@ def test_report_is_byte_identical_when_regenerated(tiny_runs: Path, tmp_path: Pa
     assert "| better | sentiment | +" in text  # the delta table against the baseline
     assert sorted(pngs) == ["tiny-curves-forward.png", "tiny-curves-seconds.png", "tiny-scores.png",
                             "tiny-time-to-quality.png"]
+    summary = text[text.index("## Which searcher should I use?"):text.index("## tiny")]
+    assert "| tiny | sentiment | `better` | 100.0 ± 0.0 | +" in summary  # best row, its delta over manual
+    assert "| tiny | capitals | `manual` | " in summary and "– (the baseline)" in summary

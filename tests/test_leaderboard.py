@@ -269,3 +269,23 @@ def test_lama_variables_turn_the_relation_phrase_into_slots() -> None:
     assert lama_variables("{sub_label}[P]")["soft_init"] == "vocab"
     with pytest.raises(SuiteError, match="sub_label"):
         lama_variables("{x} is[P]")
+
+
+def test_commit_puts_each_record_in_its_own_commit(tmp_path: Path, tiny_model_dir: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "other.txt").write_text("staged, not a result")
+    subprocess.run([*git, "add", "other.txt"], check=True)
+    monkeypatch.setattr(run, "execute", _fake_record)
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "t")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "t@t")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "t")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "t@t")
+    assert run.main([str(_suite(tmp_path, tiny_model_dir)), "--out", str(repo / "runs"), "--commit"]) == 0
+    log = subprocess.run([*git, "log", "--format=%s", "--name-only"], capture_output=True, text=True).stdout
+    assert log.count("results: tiny ") == 4 and "other.txt" not in log
