@@ -36,10 +36,10 @@ import numpy as np
 import torch
 
 from autoprompt_search import atomic
-from autoprompt_search.evaluator import Evaluator, ScoreTable
+from autoprompt_search.data.tasks import Example, Task
 from autoprompt_search.models.language_model import LanguageModel
-from autoprompt_search.prompt import Prompt
-from autoprompt_search.tasks import Example, Task
+from autoprompt_search.prompts.prompt import Prompt
+from autoprompt_search.scoring.evaluator import Evaluator, ScoreTable
 
 #: Bump when the Evaluator's scores change meaning, so old entries are no longer found.
 CACHE_FORMAT = 1

@@ -17,8 +17,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from autoprompt_search.loaders import load_task
-from autoprompt_search.tasks import Example, Task, k_shot
+from autoprompt_search.data.loaders import load_task
+from autoprompt_search.data.tasks import Example, Task, k_shot
 
 from .suite import SuiteError
 

@@ -24,9 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from autoprompt_search.loaders import lama_manual_template, load_demo, load_lama, load_lmbff, load_task
-from autoprompt_search.readers import iter_records
-from autoprompt_search.tasks import Example, Task, k_shot
+from autoprompt_search.data.demo_tasks import load_demo
+from autoprompt_search.data.loaders import lama_manual_template, load_lama, load_lmbff, load_task
+from autoprompt_search.data.readers import iter_records
+from autoprompt_search.data.tasks import Example, Task, k_shot
 
 from .sst_full import load_sst2_full
 from .suite import SuiteError

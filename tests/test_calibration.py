@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from autoprompt_search import SEARCHERS
-from autoprompt_search.calibration import Calibration, calibrate, fit_prior
 from autoprompt_search.cli import main
+from autoprompt_search.data.tasks import Example, Task
 from autoprompt_search.errors import PromptFileError, TemplateError
-from autoprompt_search.evaluator import Evaluator
-from autoprompt_search.metrics import selection_score
 from autoprompt_search.models.language_model import LanguageModel
-from autoprompt_search.prompt import Prompt
-from autoprompt_search.tasks import Example, Task
+from autoprompt_search.prompts.calibration import Calibration, calibrate, fit_prior
+from autoprompt_search.prompts.prompt import Prompt
+from autoprompt_search.scoring.evaluator import Evaluator
+from autoprompt_search.scoring.metrics import selection_score
 
 VERBALIZER = {"0": "bad", "1": "good"}
 CAUSAL = Prompt.build("{sentence} It was[P]", VERBALIZER)
@@ -58,7 +58,7 @@ def test_calibrate_and_fit_prior_by_hand() -> None:
 
 def test_content_free_rows_share_the_batched_pass(tiny_causal_lm: LanguageModel, sentiment_task: Task,
                                                   monkeypatch) -> None:
-    from autoprompt_search import evaluator as evaluator_module
+    from autoprompt_search.scoring import evaluator as evaluator_module
 
     rows = []  # rows of each run_queries call
     real = evaluator_module.run_queries

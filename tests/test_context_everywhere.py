@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 import torch
 
-from autoprompt_search import deep_prompt
-from autoprompt_search.calibration import Calibration, calibrate, fit_prior
 from autoprompt_search.cli import main
-from autoprompt_search.demonstrations import Demonstrations
-from autoprompt_search.evaluator import Evaluator, Job
+from autoprompt_search.data.tasks import Example, Task
 from autoprompt_search.models.language_model import LanguageModel
-from autoprompt_search.prompt import Prompt
+from autoprompt_search.prompts import deep_prompt
+from autoprompt_search.prompts.calibration import Calibration, calibrate, fit_prior
+from autoprompt_search.prompts.demonstrations import Demonstrations
+from autoprompt_search.prompts.prompt import Prompt
+from autoprompt_search.scoring.evaluator import Evaluator, Job
+from autoprompt_search.scoring.soft_forward import soft_forward
 from autoprompt_search.searchers import PromptTuningSearcher
-from autoprompt_search.soft_forward import soft_forward
-from autoprompt_search.tasks import Example, Task
 
 ATOL = 1e-4
 VERBALIZER = {"0": "bad", "1": "good"}
@@ -67,7 +67,7 @@ def _jobs(lm: LanguageModel, sentiment_task: Task, fact_task: Task) -> list[Job]
 @pytest.mark.parametrize("lm_name", ["tiny_causal_lm", "tiny_masked_lm"])
 def test_mixed_jobs_calibrate_and_demonstrate_like_each_job_alone(request, lm_name, sentiment_task, fact_task,
                                                                   monkeypatch) -> None:
-    from autoprompt_search import evaluator as evaluator_module
+    from autoprompt_search.scoring import evaluator as evaluator_module
 
     lm = request.getfixturevalue(lm_name)
     jobs = _jobs(lm, sentiment_task, fact_task)
@@ -134,7 +134,7 @@ def test_prompt_file_carries_soft_deep_head_calibration_and_demos(tiny_causal_lm
 
 def test_soft_search_with_calibration_and_demos_saves_what_it_scored(tiny_causal_lm, sentiment_task,
                                                                      tmp_path: Path, monkeypatch) -> None:
-    from autoprompt_search.searchers import soft
+    from autoprompt_search.searchers.soft import trainer as soft
 
     trained_with = []
     monkeypatch.setattr(soft, "soft_forward", lambda *a, **k: trained_with.append(k["demos"]) or soft_forward(*a, **k))

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from autoprompt_search.cli import main
-from autoprompt_search.demonstrations import Demonstrations, DemoSelector
-from autoprompt_search.encoding import PromptEncoder
+from autoprompt_search.data.tasks import Example, Task
 from autoprompt_search.errors import DataError, TemplateError
-from autoprompt_search.evaluator import Evaluator
 from autoprompt_search.models.language_model import LanguageModel
-from autoprompt_search.prompt import Prompt
-from autoprompt_search.tasks import Example, Task
+from autoprompt_search.prompts.demonstrations import Demonstrations, DemoSelector
+from autoprompt_search.prompts.prompt import Prompt
+from autoprompt_search.scoring.encoding import PromptEncoder
+from autoprompt_search.scoring.evaluator import Evaluator
 
 VERBALIZER = {"0": "bad", "1": "good"}
 PROMPT = Prompt.build("{sentence} It was[P]", VERBALIZER)

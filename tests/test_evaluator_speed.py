@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autoprompt_search import metrics
-from autoprompt_search.evaluator import Evaluator
+from autoprompt_search.data.tasks import Task
 from autoprompt_search.models.language_model import LanguageModel
-from autoprompt_search.prompt import Prompt
-from autoprompt_search.tasks import Task
+from autoprompt_search.prompts.prompt import Prompt
+from autoprompt_search.scoring import metrics
+from autoprompt_search.scoring.evaluator import Evaluator
 
 WORDS = {"0": ["bad", "terrible"], "1": ["good", "fantastic"]}  # "fantastic" is several tokens here
 

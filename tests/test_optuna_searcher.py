@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from autoprompt_search import Budget, Evaluator, Task
 from autoprompt_search.errors import StudyError, VerbalizerError
-from autoprompt_search.grammar import Grammar
+from autoprompt_search.prompts.grammar import Grammar
 from autoprompt_search.searchers import OptunaSearcher
 from autoprompt_search.searchers.optuna_search import Space
 

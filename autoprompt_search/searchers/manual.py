@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import TemplateError
-from ..verbalizer import Verbalizer
+from ..prompts.verbalizer import Verbalizer
 from .base import SearchContext, register
 from .pool import PoolSearcher, Spec
 
@@ -35,9 +35,6 @@ class ManualSearcher(PoolSearcher):
         self.templates = tuple(templates)
         self.verbalizers = tuple(verbalizers) or (None,)
 
-    def config(self) -> dict[str, Any]:
-        return {"templates": list(self.templates), "verbalizers": list(self.verbalizers),
-                "per_step": self.per_step, "seed": self.seed}
 
     def expected_steps(self) -> int:
         return -(-len(self.templates) * len(self.verbalizers) // self.per_step)

@@ -32,13 +32,14 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState
 
 from ..errors import StudyError, TemplateError, VerbalizerError
-from ..evaluator import ScoreTable, halving_sizes
-from ..grammar import Grammar, builtin_grammar
-from ..metrics import selection_score
-from ..prompt import Prompt
-from ..studies import best_trial, open_study, storage_url, tpe_sampler, trial_from_json, trial_to_json
-from .base import SearchContext, Searcher, Step, register
+from ..prompts.grammar import Grammar, builtin_grammar
+from ..prompts.prompt import Prompt
+from ..scoring.evaluator import ScoreTable, halving_sizes
+from ..scoring.metrics import selection_score
+from .base import SearchContext, Searcher, register
 from .labels import candidate_words, sample_examples
+from .records import Step
+from .studies import best_trial, open_study, storage_url, tpe_sampler, trial_from_json, trial_to_json
 
 #: Candidate label words and the rung slices come from this fixed seed, not the run's, so that
 #: workers with different seeds that join one study agree on its space and compare equal slices.
@@ -127,11 +128,6 @@ class OptunaSearcher(Searcher):
         self._trials = 0  # trials this worker ran
         self._worker = ""
 
-    def config(self) -> dict[str, Any]:
-        return {"templates": self.templates, "verbalizers": self.verbalizers, "label_top_k": self.label_top_k,
-                "label_examples": self.label_examples, "trials": self.trials, "rungs": self.rungs,
-                "pruner": self.pruner, "startup_trials": self.startup_trials, "storage": self.storage,
-                "study": self.study, "seed": self.seed}
 
     def expected_steps(self) -> int:
         return self.trials
