@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = _code_version()
     failed: list[str] = []
     scoring = CacheStats()
-    progress = Progress(len(jobs), len(jobs) - len(pending), args.jobs)
+    progress = Progress(len(jobs), len(jobs) - len(pending))
     with tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc=suite.name, unit="job") as bar:
         for record in _records(pending, args, data, cache):
             record["code"] = code
@@ -121,10 +121,11 @@ def select(jobs: Sequence[Job], args: argparse.Namespace) -> tuple[list[Job], st
 
 
 class Progress:
-    """Done/remaining counts and an ETA from this run's mean job seconds (jobs run ``parallel`` at a time)."""
+    """Done/remaining counts and an ETA: the remaining jobs times this run's wall-clock per finished
+    job (which already reflects how many run at once)."""
 
-    def __init__(self, total: int, done: int, parallel: int) -> None:
-        self.total, self.done, self.parallel = total, done, parallel
+    def __init__(self, total: int, done: int) -> None:
+        self.total, self.done = total, done
         self.started, self.ran = time.monotonic(), 0
 
     def finished(self, record: dict[str, Any]) -> str:
