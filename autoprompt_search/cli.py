@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import cli_many, demo
+from . import cli_e2e, cli_many, demo
 from .demonstrations import Demonstrations
 from .errors import AutopromptError, DataError
 from .evaluator import Evaluator
+from .generation import Decoding
 from .loaders import DEMOS, load_demo, load_task
 from .models import DEFAULT_MODEL, LanguageModel, load_model
 from .prompt import Prompt
@@ -96,6 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     model_options.add_argument("--demo-seed", type=int, default=0, help="seed of the demonstration draw")
     model_options.add_argument("--demo-separator", default=r"\n\n",
                                help=r"text between demonstrations (default \n\n)")
+    model_options.add_argument("--num-beams", type=int, default=1,
+                               help="generation tasks: beam width of decoding (default 1: greedy)")
+    model_options.add_argument("--max-new-tokens", type=int, default=Decoding.max_new_tokens,
+                               help="generation tasks: decoding stops at end of text, a newline, or this many tokens")
     model_options.add_argument("--output-json", type=Path, help="also write the printed JSON to this file")
     model_options.add_argument("-v", "--verbose", action="store_true")
 
@@ -113,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.set_defaults(run=_evaluate)
 
     cli_many.add_parser(sub, model_options)
+    cli_e2e.add_parser(sub)
 
     searching = _Parser(add_help=False)
     searching.add_argument("--searcher", default="manual", choices=sorted(SEARCHERS))
@@ -167,7 +173,8 @@ def _evaluator(args: argparse.Namespace, lm: LanguageModel, *, progress: bool = 
         demos = Demonstrations(args.demos, args.demo_per_class, args.demo_selection, args.demo_seed,
                                unescape_cli(args.demo_separator))
     return Evaluator(lm, dtype=args.dtype, fact_match=args.fact_match, progress=progress,
-                     calibration="contextual" if args.calibrate else None, demos=demos)
+                     calibration="contextual" if args.calibrate else None, demos=demos,
+                     decoding=Decoding(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens))
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -185,7 +192,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     evaluator = _evaluator(args, lm, progress=True)
     started = time.perf_counter()
     prompt = evaluator.fitted(prompt, task)
-    result: dict[str, Any] = evaluator.evaluate(prompt, task.split(split), task)
+    result: dict[str, Any] = evaluator.evaluate(prompt, task.split(split), task, decode=True)
     seconds = time.perf_counter() - started
     result.update(split=split, seconds=round(seconds, 3), examples_per_second=round(result["n"] / seconds, 2),
                   template=prompt.render(lm.decode), dtype=args.dtype)

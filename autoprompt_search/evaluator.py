@@ -24,15 +24,17 @@ from typing import Literal, NamedTuple
 import numpy as np
 import torch
 
-from . import metrics
+from . import metrics, text_metrics
 from .batching import Normalize, Queries, Row, run_queries
 from .calibration import Calibration
 from .demonstrations import Demonstrations
 from .encoding import Encoded, PromptEncoder, check_examples
+from .generation import Decoding, decode
 from .errors import BudgetError, DataError, TemplateError
 from .in_context import InContext, Priors
 from .models.language_model import LanguageModel
 from .prompt import Prompt
+from .reference_scoring import reference_ids, reference_likelihood, reference_texts
 from .tasks import Example, Task
 
 FactMatch = Literal["first-token", "greedy"]
@@ -49,6 +51,8 @@ class ScoreTable:
     rows for uncalibrated prompts; None if none is calibrated).
     Fact tasks: ``rank`` (C, E) rank of the gold object's first token, ``gold_logprob`` (C, E) the
     whole object's log-prob, ``greedy`` (C, E) whether greedy decoding yields the whole object.
+    Generation: ``gold_logprob`` (C, E) the mean log-prob of a reference, ``gold_tokens`` (C, E) its
+    mean token count (see :mod:`reference_scoring`).
     """
 
     kind: str
@@ -60,12 +64,15 @@ class ScoreTable:
     greedy: np.ndarray | None = None
     fact_match: FactMatch = "first-token"
     p_cf: np.ndarray | None = None
+    gold_tokens: np.ndarray | None = None
 
     def metrics(self, candidate: int = 0) -> dict[str, float]:
         """Metrics of one prompt (row ``candidate``) over the labelled examples."""
         if self.kind == "classification":
             keep = self.gold >= 0
             return metrics.classification_metrics(self.scores[candidate][keep], self.gold[keep])
+        if self.kind == "generation":
+            return metrics.generation_likelihood(self.gold_logprob[candidate], self.gold_tokens[candidate])
         out = metrics.fact_metrics(self.rank[candidate], self.gold_logprob[candidate], self.greedy[candidate])
         if self.fact_match == "greedy":
             out["p_at_1"] = out["greedy_match"]
@@ -81,7 +88,7 @@ class ScoreTable:
         first = parts[0]
         return ScoreTable(first.kind, first.labels, np.concatenate([p.gold for p in parts]), scores=cat("scores"),
                           rank=cat("rank"), gold_logprob=cat("gold_logprob"), greedy=cat("greedy"),
-                          fact_match=first.fact_match, p_cf=first.p_cf)
+                          fact_match=first.fact_match, p_cf=first.p_cf, gold_tokens=cat("gold_tokens"))
 
     def predictions(self, candidate: int = 0) -> list[str]:
         """Predicted labels of one prompt (classification only)."""
@@ -117,7 +124,8 @@ class Evaluator:
     words by a softmax over the label words only (cheaper; classification only).
     ``chunk_pairs`` bounds memory: pairs are planned and scored that many at a time.
     ``calibration`` ("contextual" or a :class:`Calibration`) and ``demos`` (a
-    :class:`Demonstrations`) apply to every prompt that does not carry its own.
+    :class:`Demonstrations`) apply to every prompt that does not carry its own. ``decoding`` says how
+    generation tasks are decoded (:meth:`generate`; greedy by default).
     """
 
     model: LanguageModel
@@ -131,6 +139,7 @@ class Evaluator:
     progress: bool = False
     calibration: Calibration | str | None = None
     demos: Demonstrations | None = None
+    decoding: Decoding = field(default_factory=Decoding)
     forward_rows: int = field(default=0, init=False)
     forward_tokens: int = field(default=0, init=False)
 
@@ -153,9 +162,21 @@ class Evaluator:
         table = self._score_chunk([Job([prompt], (), task)], [(0, 0, 0)])[0]  # content-free rows only
         return replace(prompt, calibration=prompt.calibration.with_prior(task.labels, table.p_cf[0]))
 
-    def evaluate(self, prompt: Prompt, examples: Sequence[Example], task: Task) -> dict[str, float]:
-        """Metrics of one prompt on ``examples``."""
-        return self.score([prompt], examples, task).metrics(0)
+    def evaluate(self, prompt: Prompt, examples: Sequence[Example], task: Task, *,
+                 decode: bool = False) -> dict[str, float]:
+        """Metrics of one prompt on ``examples``; with ``decode``, a generation task's are also BLEU and
+        ROUGE-L of the decoded texts (:meth:`generate`) against all references."""
+        out = self.score([prompt], examples, task).metrics(0)
+        if decode and task.kind == "generation":
+            out |= text_metrics.generation_metrics(self.generate(prompt, examples, task),
+                                                   [reference_texts(x) for x in examples])
+        return out
+
+    def generate(self, prompt: Prompt, examples: Sequence[Example], task: Task) -> list[str]:
+        """The text the model writes at ``[P]`` for each example (batched ``generate``, see :mod:`generation`)."""
+        prompt = self.prepare(prompt, task)
+        check_examples(examples, task)
+        return decode(self._lm, self.encoder, prompt, examples, task, self.context.demonstrations, self.decoding)
 
     def score(self, prompts: Sequence[Prompt], examples: Sequence[Example], task: Task) -> ScoreTable:
         """Score every prompt on every example in shared batched passes."""
@@ -173,7 +194,7 @@ class Evaluator:
         classification jobs run in separate passes (fact ranks need the full-vocabulary softmax).
         """
         checked = [self._check_job(Job(*job)) for job in jobs]
-        kinds = [[j for j, job in enumerate(checked) if job.task.kind == k] for k in ("classification", "fact")]
+        kinds = [[j for j, job in enumerate(checked) if (job.task.kind == "classification") == c] for c in (True, False)]
         passes = [list(range(len(checked)))] if self.normalize == "vocab" else [k for k in kinds if k]
         parts: list[list[ScoreTable]] = [[] for _ in checked]
         for members in passes:
@@ -185,6 +206,9 @@ class Evaluator:
     def prepare(self, prompt: Prompt, task: Task) -> Prompt:
         """The prompt as it is scored here on ``task``: settled (see :meth:`settle`) and validated."""
         prompt = self.encoder.validate(self.settle(prompt), task)
+        if task.kind == "generation" and not self.model.is_causal:
+            raise TemplateError(f"task {task.name!r} is a generation task, but {self.model.name!r} is a masked LM that "
+                                "cannot write text: use a causal LM (e.g. the default smollm2-135m)")
         if task.kind != "classification" and prompt.calibration:
             raise TemplateError(
                 f"contextual calibration rescales the probabilities of a closed set of label words, but task "
@@ -337,6 +361,8 @@ class _Plan:
             targets = [[(self.encoder.lm.pad_id,)]]
         elif task.kind == "classification":
             targets = self.encoder.label_word_ids(prompt, encoded)
+        elif task.kind == "generation":  # every reference, as the multi-token "words" of one label
+            targets = [reference_ids(self.encoder, example, encoded)]
         else:
             targets = [[self.encoder.word_ids(str(example.label), encoded.text_before)]]
         self._group, self._deep = group, table if prompt.deep is not None else None
@@ -400,6 +426,9 @@ class _Plan:
                     scores[c, e, li] = np.logaddexp.reduce([reduce(lp[q]) for q in words])
             gold = np.array([label_index.get(str(x.label), -1) for x in examples], dtype=int)
             return ScoreTable("classification", task.labels, gold, scores=scores)
+        if task.kind == "generation":
+            logprob, tokens = reference_likelihood(answers.logprob, words, (n_c, n_e))
+            return ScoreTable("generation", (), np.zeros(n_e, dtype=int), gold_logprob=logprob, gold_tokens=tokens)
         first = np.array([w[0][0][0] for w in words])
         whole = np.array([lp[w[0][0]].sum() for w in words])
         greedy = np.array([bool(np.all(answers.rank[w[0][0]] == 1)) for w in words])

@@ -239,9 +239,10 @@ class Searcher(ABC):
         prompt, score = self.best
         # The saved prompt carries the Evaluator's calibration (with its fitted prior) and demonstrations.
         prompt = ctx.evaluator.fitted(dataclasses.replace(prompt, model=ctx.signature()), ctx.task)
-        dev_metrics = ctx.evaluator.evaluate(prompt, ctx.select, ctx.task)
+        # generation: the final prompt is decoded (BLEU, ROUGE-L); the search itself selected on likelihood
+        dev_metrics = ctx.evaluator.evaluate(prompt, ctx.select, ctx.task, decode=True)
         test = ctx.task.split("test") if ctx.task.has_split("test") else None
-        test_metrics = ctx.evaluator.evaluate(prompt, test, ctx.task) if test is not None else None
+        test_metrics = ctx.evaluator.evaluate(prompt, test, ctx.task, decode=True) if test is not None else None
         result = SearchResult(self.name, self.config(), self.seed, prompt, score, dev_metrics, test_metrics,
                               history, select_split)
         if run:

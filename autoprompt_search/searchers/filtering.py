@@ -36,7 +36,7 @@ import torch
 from ..errors import AutopromptError, BudgetError, TemplateError
 from ..evaluator import Evaluator, best_first, halving_sizes
 from ..grammar import Grammar, builtin_grammar
-from ..metrics import selection_score
+from ..metrics import decoded_score, selection_score
 from ..mutations import mutants
 from ..prompt import Prompt
 from ..proposals import propose_templates
@@ -196,6 +196,9 @@ class FilterSearcher(Searcher):
         return scores
 
     def _select_scores(self, ctx: SearchContext, indices: list[int]) -> list[float]:
+        if ctx.task.kind == "generation":  # likelihood ranked them on train; the few finalists are decoded on dev
+            return [decoded_score(ctx.evaluator.evaluate(self._prompt(i), ctx.select, ctx.task, decode=True))
+                    for i in indices]
         return self._scores(ctx.evaluator, ctx, indices, ctx.select)
 
     def _scores(self, evaluator: Evaluator, ctx: SearchContext, indices: list[int],

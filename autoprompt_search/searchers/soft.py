@@ -38,7 +38,7 @@ from ..loaders import load_task
 from ..metrics import selection_score
 from ..prompt import Prompt
 from ..soft_forward import SoftBatch, soft_forward
-from ..tasks import Example, Task
+from ..tasks import Example, Task, one_per_reference
 from ..template import parse_template
 from .base import SearchContext, Searcher, Step
 
@@ -307,7 +307,8 @@ class SoftSearcher(Searcher):
 
     def _load_parts(self, ctx: SearchContext) -> list[TaskPart]:
         """The searched task, then each ``also`` task with its own template and verbalizer."""
-        parts = [TaskPart(ctx.task, self._prompt, ctx.train, ctx.select)]
+        train = one_per_reference(ctx.train) if ctx.task.kind == "generation" else ctx.train
+        parts = [TaskPart(ctx.task, self._prompt, train, ctx.select)]
         for spec in self.also:
             if not isinstance(spec, Mapping) or not {"data", "template"} <= set(spec) or self.head:
                 raise AutopromptError(
