@@ -176,7 +176,8 @@ class Evaluator:
         """The text the model writes at ``[P]`` for each example (batched ``generate``, see :mod:`generation`)."""
         prompt = self.prepare(prompt, task)
         check_examples(examples, task)
-        return decode(self._lm, self.encoder, prompt, examples, task, self.context.demonstrations, self.decoding)
+        return decode(self._lm, self.encoder, prompt, examples, task, self.context.demonstrations, self.decoding,
+                      progress=self.progress)
 
     def score(self, prompts: Sequence[Prompt], examples: Sequence[Example], task: Task) -> ScoreTable:
         """Score every prompt on every example in shared batched passes."""

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 
 from .batching import splice_soft
 from .deep_prompt import prefix_cache
@@ -69,6 +70,8 @@ def decode(
     task: Task,
     demos: DemoSource | None,
     decoding: Decoding,
+    *,
+    progress: bool = False,
 ) -> list[str]:
     """The text ``lm`` writes at ``prompt``'s ``[P]`` for each example (``prompt`` already validated)."""
     inputs = []
@@ -77,10 +80,12 @@ def decode(
         inputs.append((encoded.before, encoded.soft_before))
     order = sorted(range(len(inputs)), key=lambda i: (-len(inputs[i][0]), i))
     texts: list[str] = [""] * len(inputs)
-    for start in range(0, len(order), decoding.batch_size):
-        batch = order[start : start + decoding.batch_size]
-        for i, text in zip(batch, _generate(lm, prompt, [inputs[i] for i in batch], decoding), strict=True):
-            texts[i] = text
+    with tqdm(total=len(order), desc="decoding", unit="text", disable=not progress, leave=False) as bar:
+        for start in range(0, len(order), decoding.batch_size):
+            batch = order[start : start + decoding.batch_size]
+            for i, text in zip(batch, _generate(lm, prompt, [inputs[i] for i in batch], decoding), strict=True):
+                texts[i] = text
+            bar.update(len(batch))
     return texts
 
 

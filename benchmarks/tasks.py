@@ -8,6 +8,9 @@
                                the searcher)
 ``{sick: SICK-E/SICK.txt}``    SICK's release file: k per label sampled from TRAIN (train) and
                                TRIAL (dev) with the job seed, the whole TEST split as test
+``{e2e: 200, dev: 50}``        E2E low-data (``autoprompt_search.e2e.load_e2e``): 200 training and
+                               50 dev MRs drawn from devset with the job seed, testset_w_refs as
+                               test (``test_limit: N``: its first N MRs)
 =============================  ==================================================================
 
 Any of them takes ``limit: N`` to keep only the first N examples of every split (the CI smoke
@@ -20,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from autoprompt_search.e2e import load_e2e
 from autoprompt_search.loaders import lama_manual_template, load_demo, load_lama, load_lmbff, load_task
 from autoprompt_search.readers import iter_records
 from autoprompt_search.tasks import Example, Task, k_shot
@@ -81,6 +85,12 @@ def _sick(spec: dict[str, Any], seed: int, data_dir: Callable[[], Path]) -> tupl
     return Task("SICK-E", "classification", few, labels, ("sentence1", "sentence2")), {}
 
 
+def _e2e(spec: dict[str, Any], seed: int, data_dir: Callable[[], Path]) -> tuple[Task, dict[str, Any]]:
+    limit = spec.get("test_limit")
+    return load_e2e(data_dir(), train=int(spec["e2e"]), dev=int(spec.get("dev", 50)), seed=seed,
+                    test_limit=None if limit is None else int(limit)), {}
+
+
 LOADERS: dict[str, Callable[[dict[str, Any], int, Callable[[], Path]], tuple[Task, dict[str, Any]]]] = {
-    "demo": _demo, "lmbff": _lmbff, "lama": _lama, "folder": _folder, "sick": _sick,
+    "demo": _demo, "lmbff": _lmbff, "lama": _lama, "folder": _folder, "sick": _sick, "e2e": _e2e,
 }
