@@ -12,6 +12,7 @@ from test_generation_data import _fake_e2e
 from autoprompt_search import SEARCHERS, Budget, Evaluator, Prompt
 from autoprompt_search.cli import main
 from autoprompt_search.demonstrations import Demonstrations
+from autoprompt_search.errors import TemplateError
 from autoprompt_search.generation import Decoding
 
 SMALL = {"batch_size": 3, "eval_every": 1, "steps": 2}
@@ -21,6 +22,7 @@ CONFIGS = {
     "p-tuning": {"templates": ["{mr}[V*2]\nText:[P]"], "encoder_hidden": 8, **SMALL},
     "prefix-tuning": {"templates": [TEMPLATE], "prefix_length": 2, "mlp_hidden": 8, **SMALL},
     "p-tuning-v2": {"templates": [TEMPLATE], "prefix_length": 2, **SMALL},
+    "optuna": {"templates": ["<<|Table: >>{mr}<<\nText:|\n>>[P]"], "trials": 3, "rungs": 2, "startup_trials": 1},
     "filter": {"templates": [TEMPLATE], "builtin": True, "mutations": 0, "mutation_rounds": 0, "first_slice": 2,
                "finalists": 2},
 }
@@ -40,6 +42,12 @@ def test_searcher_on_generation_reports_decoded_metrics(name, tiny_causal_lm, tm
     again = evaluator.evaluate(saved, task.split("test"), task, decode=True)
     assert again["bleu"] == pytest.approx(result.test_metrics["bleu"])
     assert again["token_logprob"] == pytest.approx(result.test_metrics["token_logprob"], abs=1e-4)
+
+
+def test_autoprompt_refuses_generation(tiny_causal_lm) -> None:
+    searcher = SEARCHERS["autoprompt"](templates=["{mr} [T*2]\nText:[P]"], seed=0)
+    with pytest.raises(TemplateError, match="generation task"):
+        searcher.search(generation_task(), tiny_causal_lm, budget=Budget(iterations=1), progress=False)
 
 
 def test_soft_training_lowers_the_reference_nll(tiny_causal_lm) -> None:
