@@ -4,17 +4,19 @@ The pieces, from data to result: :class:`Task` → :class:`Template` + :class:`V
 :class:`Prompt` → :class:`Evaluator` (batched scoring) ← :class:`Searcher` → :class:`SearchResult`.
 """
 
-from .calibration import Calibration
-from .demonstrations import Demonstrations
+from .data.demo_tasks import load_demo
+from .data.loaders import load_lama, load_lmbff, load_task
+from .data.tasks import Example, Task, k_shot
 from .errors import AutopromptError
-from .evaluator import Evaluator, ScoreTable
-from .loaders import load_demo, load_lama, load_lmbff, load_task
 from .models import DEFAULT_MODEL, LanguageModel, load_model
-from .prompt import Prompt
+from .prompts.calibration import Calibration
+from .prompts.demonstrations import Demonstrations
+from .prompts.prompt import Prompt
+from .prompts.template import Template, parse_template
+from .prompts.verbalizer import Verbalizer
+from .scoring.evaluator import Evaluator
+from .scoring.score_table import ScoreTable
 from .searchers import SEARCHERS, Budget, ManualSearcher, Searcher, SearchResult
-from .tasks import Example, Task, k_shot
-from .template import Template, parse_template
-from .verbalizer import Verbalizer
 
 __all__ = [
     "DEFAULT_MODEL", "SEARCHERS", "AutopromptError", "Budget", "Calibration", "Demonstrations", "Evaluator",

@@ -38,3 +38,7 @@ class BudgetError(AutopromptError):
 
 class StudyError(AutopromptError):
     """An Optuna study that cannot be opened or joined, or a search space that does not parse."""
+
+
+class ConfigError(AutopromptError):
+    """A searcher option that is unknown, missing, out of range, or more than the searcher uses."""

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from autoprompt_search import Budget, Evaluator, Prompt, atomic, load_model
-from autoprompt_search.loaders import lama_manual_template, load_lama, load_lmbff, load_task
+from autoprompt_search.data.loaders import lama_manual_template, load_lama, load_lmbff, load_task
+from autoprompt_search.data.tasks import k_shot
 from autoprompt_search.searchers import AutoPromptSearcher
-from autoprompt_search.tasks import k_shot
 
 from .common import RESULTS, data_dir, environment, found_vs_manual, headline
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from autoprompt_search import Evaluator, Prompt, atomic, load_model
-from autoprompt_search.demonstrations import Demonstrations
-from autoprompt_search.loaders import load_lmbff
-from autoprompt_search.tasks import k_shot
+from autoprompt_search.data.loaders import load_lmbff
+from autoprompt_search.data.tasks import k_shot
+from autoprompt_search.prompts.demonstrations import Demonstrations
 
 from .common import RESULTS, data_dir, environment
 
@@ -52,7 +52,7 @@ def run_cell(lm, task, name: str, template: str, setting: str, seed: int, out: P
     if limit is not None:  # a class-balanced sample: test files are often sorted by label
         test = k_shot(test, max(1, limit // len(task.labels)), seed=0)
     started = time.perf_counter()
-    prompt = evaluator.fitted(Prompt.build(source, words), task)
+    prompt = evaluator.resolved(Prompt.build(source, words), task)
     table = evaluator.score([prompt], test, task)
     predicted = np.bincount(table.scores[0].argmax(axis=1), minlength=len(task.labels))
     data = {"cell": name, "task": task.name, "template": template, "setting": setting, "seed": seed,

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from autoprompt_search import Budget, Evaluator, Prompt, atomic, load_model
-from autoprompt_search.loaders import load_lmbff
+from autoprompt_search.data.loaders import load_lmbff
+from autoprompt_search.data.tasks import Task
 from autoprompt_search.searchers.filtering import FilterSearcher
-from autoprompt_search.tasks import Task
 
 from .common import RESULTS, data_dir, environment
 
@@ -62,7 +62,7 @@ def evaluator_options(variant: str, seed: int = 0) -> dict[str, Any] | None:
     if "demos" in variant:
         if "demos" not in fields:
             return None
-        from autoprompt_search.demonstrations import Demonstrations  # only with the calibration work merged
+        from autoprompt_search.prompts.demonstrations import Demonstrations  # only with the calibration work merged
 
         options["demos"] = Demonstrations(k=1, seed=seed)  # LM-BFF: one demonstration per class, from train
     return options if set(options) <= fields else None

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from autoprompt_search import Evaluator, load_model
-from autoprompt_search.evaluator import ScoreTable
-from autoprompt_search.metrics import primary_metric
+from autoprompt_search.data.tasks import Task
 from autoprompt_search.models.language_model import LanguageModel
-from autoprompt_search.prompt import Prompt
+from autoprompt_search.prompts.prompt import Prompt
+from autoprompt_search.scoring.metrics import primary_metric
+from autoprompt_search.scoring.score_table import ScoreTable
 from autoprompt_search.searchers import SEARCHERS, Budget
-from autoprompt_search.tasks import Task
 
 from . import common
 from .suite import Job, SuiteError, resolve_config

@@ -18,7 +18,7 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from autoprompt_search import Evaluator, LanguageModel, Prompt
-from autoprompt_search.loaders import load_task
+from autoprompt_search.data.loaders import load_task
 from autoprompt_search.models.embedded import converted_dir
 
 from .common import data_dir, environment, write_result

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from autoprompt_search import Evaluator, Prompt, load_model
-from autoprompt_search.differentiable import trigger_gradient
-from autoprompt_search.loaders import load_lmbff
-from autoprompt_search.vocabulary import clean_token_mask
+from autoprompt_search.data.loaders import load_lmbff
+from autoprompt_search.models.vocabulary import clean_token_mask
+from autoprompt_search.scoring.differentiable import trigger_gradient
 
 from .common import data_dir, environment, write_result
 from .perf_evaluator import reference_scores

@@ -17,8 +17,8 @@ import argparse
 import time
 
 from autoprompt_search import Evaluator, Prompt, load_model
-from autoprompt_search.generation import Decoding
-from autoprompt_search.loaders import load_task
+from autoprompt_search.data.loaders import load_task
+from autoprompt_search.scoring.generation import Decoding
 
 from .common import data_dir, environment, write_result
 

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from autoprompt_search import Evaluator, Prompt, load_model
-from autoprompt_search.evaluator import Job, ScoreTable
-from autoprompt_search.loaders import lama_manual_template, load_lama, load_lmbff, load_task
+from autoprompt_search.data.loaders import lama_manual_template, load_lama, load_lmbff, load_task
+from autoprompt_search.scoring.evaluator import Job
+from autoprompt_search.scoring.score_table import ScoreTable
 
 from .common import data_dir, environment, timed, write_result
 

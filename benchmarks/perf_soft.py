@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from autoprompt_search import Evaluator, Prompt, load_model
-from autoprompt_search.batching import pad_rows
-from autoprompt_search.loaders import load_lmbff
+from autoprompt_search.data.loaders import load_lmbff
+from autoprompt_search.scoring.rows import pad_rows
 from autoprompt_search.searchers import PromptTuningSearcher, SearchContext
-from autoprompt_search.searchers.soft import batch_indices
+from autoprompt_search.searchers.soft.trainer import batch_indices
 
 from .common import data_dir, environment, write_result
 

@@ -8,7 +8,7 @@
                                the searcher)
 ``{sick: SICK-E/SICK.txt}``    SICK's release file: k per label sampled from TRAIN (train) and
                                TRIAL (dev) with the job seed, the whole TEST split as test
-``{e2e: 200, dev: 50}``        E2E low-data (``autoprompt_search.e2e.load_e2e``): 200 training and
+``{e2e: 200, dev: 50}``        E2E low-data (``autoprompt_search.data.e2e.load_e2e``): 200 training and
                                50 dev MRs drawn from devset with the job seed, testset_w_refs as
                                test (``test_limit: N``: its first N MRs)
 =============================  ==================================================================
@@ -23,10 +23,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from autoprompt_search.e2e import load_e2e
-from autoprompt_search.loaders import lama_manual_template, load_demo, load_lama, load_lmbff, load_task
-from autoprompt_search.readers import iter_records
-from autoprompt_search.tasks import Example, Task, k_shot
+from autoprompt_search.data.demo_tasks import load_demo
+from autoprompt_search.data.e2e import load_e2e
+from autoprompt_search.data.loaders import lama_manual_template, load_lama, load_lmbff, load_task
+from autoprompt_search.data.readers import iter_records
+from autoprompt_search.data.tasks import Example, Task, k_shot
 
 from .suite import SuiteError
 

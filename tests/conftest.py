@@ -25,8 +25,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from autoprompt_search.data.tasks import Example, Task
 from autoprompt_search.models.language_model import LanguageModel
-from autoprompt_search.tasks import Example, Task
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", "<mask>"]
 VOCAB_SIZE = 600

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from autoprompt_search.tasks import Example, Task
+from autoprompt_search.data.tasks import Example, Task
 
 ROWS = (
     ("name[Paris], country[France]", ("Paris is the capital of France.", "The capital of France is Paris.")),

@@ -25,25 +25,27 @@ from safetensors.torch import save_file
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from autoprompt_search import cli
+from autoprompt_search.cli import app as cli
+from autoprompt_search.data.demo_tasks import load_demo
+from autoprompt_search.data.loaders import load_task
+from autoprompt_search.data.tasks import Example, Task, k_shot
 from autoprompt_search.errors import (
     AutopromptError,
     BudgetError,
+    ConfigError,
     DataError,
     ModelError,
     PromptFileError,
     TemplateError,
     VerbalizerError,
 )
-from autoprompt_search.evaluator import Evaluator
-from autoprompt_search.loaders import load_demo, load_task
 from autoprompt_search.models import embedded, load_model
 from autoprompt_search.models.language_model import LanguageModel
-from autoprompt_search.prompt import ModelSignature, Prompt
+from autoprompt_search.prompts.prompt import ModelSignature, Prompt
+from autoprompt_search.prompts.template import parse_template
+from autoprompt_search.prompts.verbalizer import Verbalizer
+from autoprompt_search.scoring.evaluator import Evaluator
 from autoprompt_search.searchers import Budget, ManualSearcher
-from autoprompt_search.tasks import Example, Task, k_shot
-from autoprompt_search.template import parse_template
-from autoprompt_search.verbalizer import Verbalizer
 
 TEMPLATE = r"Review: {sentence}\nSentiment:[P]"
 VERBALIZER = '{"0":"bad","1":"good"}'
@@ -308,7 +310,7 @@ CASES = [
         lambda e: e.task.split("validation")),
     _py("k-shot-zero", DataError, ("must be positive", "give k >= 1"),
         lambda e: k_shot(e.task.split("train"), 0, seed=0)),
-    _py("unknown-demo", DataError, ("no demo task 'imdb'", "demos: sentiment"),
+    _py("unknown-demo", DataError, ("no demo task 'imdb'", "demo tasks: sentiment"),
         lambda e: load_demo("imdb")),
     _cli("missing-data-path", DataError, ("does not exist", "give a data file"),
          lambda e: ["evaluate", "--model", str(e.model_dir), "--data", str(e.tmp / "nope.tsv"),
@@ -364,7 +366,7 @@ CASES = [
         lambda e: Budget(seconds=-1)),
     _cli("cli-iterations-0", BudgetError, ("iterations=0 allows no work", "give a positive number"),
          lambda e: e.discover_argv("--iterations", "0")),
-    _py("manual-searcher-no-templates", TemplateError, ("needs at least one template", "pass --template"),
+    _py("manual-searcher-no-templates", ConfigError, ("needs at least one template", "pass --template"),
         lambda e: ManualSearcher(templates=[]).search(e.task, e.lm, progress=False)),
     _cli("resume-corrupt-checkpoint", PromptFileError, ("checkpoint", "is unreadable", "without --resume"),
          lambda e: _resume_with_state(e, '{"steps": 1, "seconds": 0.1, "rng"')),
@@ -372,11 +374,11 @@ CASES = [
          lambda e: _resume_with_state(e, "{}")),
     _cli("resume-other-options", PromptFileError, ("started with other options", "resume it with the same"),
          _resume_with_other_templates),
-    _cli("unknown-searcher-option", DataError, ("unknown option(s) temperature", "it takes templates"),
+    _cli("unknown-searcher-option", ConfigError, ("unknown option(s) temperature", "it takes templates"),
          lambda e: e.discover_argv("--config", '{"temperature": 1}')),
     _cli("config-not-json", AutopromptError, ("--config", "not valid JSON", "write an object like"),
          lambda e: e.discover_argv("--config", "{per_step: 1}")),
-    _cli("discover-without-templates", DataError, ("needs templates (--template)", "pass it on the command line"),
+    _cli("discover-without-templates", ConfigError, ("needs templates (--template)", "pass it on the command line"),
          lambda e: e.discover_argv(templates=())),
     _cli("evaluate-without-prompt", DataError, ("evaluate needs a prompt", "give --template"),
          lambda e: e.evaluate_argv()),
@@ -399,8 +401,8 @@ def test_bad_input(case: Case, env: Env, monkeypatch: pytest.MonkeyPatch, capsys
         argv = case.cli(env)
         capsys.readouterr()
         seen: list[AutopromptError] = []
-        fail = cli._fail
-        monkeypatch.setattr(cli, "_fail", lambda err: (seen.append(err), fail(err))[1])
+        fail = cli.fail
+        monkeypatch.setattr(cli, "fail", lambda err: (seen.append(err), fail(err))[1])
         code = cli.main(argv)
         err = capsys.readouterr().err
         assert code == 2, err

@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 
 from autoprompt_search import SEARCHERS
-from autoprompt_search.calibration import Calibration, calibrate, fit_prior
 from autoprompt_search.cli import main
+from autoprompt_search.data.tasks import Example, Task
 from autoprompt_search.errors import PromptFileError, TemplateError
-from autoprompt_search.evaluator import Evaluator
-from autoprompt_search.metrics import selection_score
 from autoprompt_search.models.language_model import LanguageModel
-from autoprompt_search.prompt import Prompt
-from autoprompt_search.tasks import Example, Task
+from autoprompt_search.prompts.calibration import Calibration, calibrate, fit_prior
+from autoprompt_search.prompts.prompt import Prompt
+from autoprompt_search.scoring.evaluator import Evaluator
+from autoprompt_search.scoring.halving import rank
+from autoprompt_search.scoring.metrics import selection_score
 
 VERBALIZER = {"0": "bad", "1": "good"}
 CAUSAL = Prompt.build("{sentence} It was[P]", VERBALIZER)
@@ -58,7 +59,7 @@ def test_calibrate_and_fit_prior_by_hand() -> None:
 
 def test_content_free_rows_share_the_batched_pass(tiny_causal_lm: LanguageModel, sentiment_task: Task,
                                                   monkeypatch) -> None:
-    from autoprompt_search import evaluator as evaluator_module
+    from autoprompt_search.scoring import evaluator as evaluator_module
 
     rows = []  # rows of each run_queries call
     real = evaluator_module.run_queries
@@ -83,7 +84,7 @@ def test_rank_and_metrics_use_calibrated_scores(tiny_causal_lm: LanguageModel, s
     evaluator = Evaluator(tiny_causal_lm, calibration="contextual")
     table = evaluator.score(prompts, dev, sentiment_task)
     expected = [selection_score(table.metrics(c), "classification") for c in range(2)]
-    ranking = evaluator.rank(prompts, dev, sentiment_task, rungs=1)
+    ranking = rank(evaluator, prompts, dev, sentiment_task, rungs=1)
     assert sorted(ranking.scores) == sorted(expected)
     plain = Evaluator(tiny_causal_lm).score(prompts, dev, sentiment_task)
     assert [plain.metrics(c)["gold_logprob"] for c in range(2)] != [table.metrics(c)["gold_logprob"] for c in range(2)]
@@ -92,7 +93,7 @@ def test_rank_and_metrics_use_calibrated_scores(tiny_causal_lm: LanguageModel, s
 def test_fitted_prompt_round_trips_and_scores_the_same(tiny_causal_lm: LanguageModel, sentiment_task: Task,
                                                         tmp_path: Path) -> None:
     evaluator = Evaluator(tiny_causal_lm, calibration="contextual")
-    fitted = evaluator.fitted(CAUSAL, sentiment_task)
+    fitted = evaluator.resolved(CAUSAL, sentiment_task)
     assert fitted.calibration.fitted and dict(fitted.calibration.p_cf).keys() == {"0", "1"}
     fitted.save(tmp_path)
     saved = json.loads((tmp_path / "prompt.json").read_text())["calibration"]

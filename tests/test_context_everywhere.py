@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 import torch
 
-from autoprompt_search import deep_prompt
-from autoprompt_search.calibration import Calibration, calibrate, fit_prior
 from autoprompt_search.cli import main
-from autoprompt_search.demonstrations import Demonstrations
-from autoprompt_search.evaluator import Evaluator, Job
+from autoprompt_search.data.tasks import Example, Task
 from autoprompt_search.models.language_model import LanguageModel
-from autoprompt_search.prompt import Prompt
+from autoprompt_search.prompts.calibration import Calibration, calibrate, fit_prior
+from autoprompt_search.prompts.demonstrations import Demonstrations
+from autoprompt_search.prompts.prompt import Prompt
+from autoprompt_search.scoring import deep_prompt
+from autoprompt_search.scoring.evaluator import Evaluator, Job
+from autoprompt_search.scoring.soft_forward import soft_forward
 from autoprompt_search.searchers import PromptTuningSearcher
-from autoprompt_search.soft_forward import soft_forward
-from autoprompt_search.tasks import Example, Task
 
 ATOL = 1e-4
 VERBALIZER = {"0": "bad", "1": "good"}
@@ -67,7 +67,7 @@ def _jobs(lm: LanguageModel, sentiment_task: Task, fact_task: Task) -> list[Job]
 @pytest.mark.parametrize("lm_name", ["tiny_causal_lm", "tiny_masked_lm"])
 def test_mixed_jobs_calibrate_and_demonstrate_like_each_job_alone(request, lm_name, sentiment_task, fact_task,
                                                                   monkeypatch) -> None:
-    from autoprompt_search import evaluator as evaluator_module
+    from autoprompt_search.scoring import evaluator as evaluator_module
 
     lm = request.getfixturevalue(lm_name)
     jobs = _jobs(lm, sentiment_task, fact_task)
@@ -108,7 +108,7 @@ def test_training_forward_sees_the_evaluators_demonstrations(request, lm_name, s
     examples = sentiment_task.split("train")[:5]  # drawn from the pool: each gets others as demonstrations
     expected = evaluator.score([prompt], examples, sentiment_task).scores[0]
     soft = prompt.soft.clone().requires_grad_(True)
-    batch = soft_forward(evaluator.encoder, evaluator.prepare(prompt, sentiment_task), examples, sentiment_task,
+    batch = soft_forward(evaluator.encoder, evaluator.validated(prompt, sentiment_task), examples, sentiment_task,
                          soft, demos=evaluator.context.demonstrations)
     np.testing.assert_allclose(batch.scores.detach().numpy(), expected, rtol=ATOL, atol=ATOL)
 
@@ -118,7 +118,7 @@ def test_prompt_file_carries_soft_deep_head_calibration_and_demos(tiny_causal_lm
     lm = tiny_causal_lm
     evaluator = Evaluator(lm, calibration="contextual", demos=Demonstrations(k=1, separator="\n"))
     prompt = dataclasses.replace(_head_prompt(lm, "[V*2]{sentence} It was[P]"), deep=_deep(lm, 2, 6))
-    fitted = evaluator.fitted(prompt, sentiment_task)
+    fitted = evaluator.resolved(prompt, sentiment_task)
     fitted.save(tmp_path)
     loaded = Prompt.load(tmp_path)
     for name in ("soft", "deep", "head"):
@@ -134,7 +134,7 @@ def test_prompt_file_carries_soft_deep_head_calibration_and_demos(tiny_causal_lm
 
 def test_soft_search_with_calibration_and_demos_saves_what_it_scored(tiny_causal_lm, sentiment_task,
                                                                      tmp_path: Path, monkeypatch) -> None:
-    from autoprompt_search.searchers import soft
+    from autoprompt_search.searchers.soft import trainer as soft
 
     trained_with = []
     monkeypatch.setattr(soft, "soft_forward", lambda *a, **k: trained_with.append(k["demos"]) or soft_forward(*a, **k))

@@ -11,11 +11,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autoprompt_search import deep_prompt
-from autoprompt_search.batching import pad_rows
-from autoprompt_search.deep_prompt import KVShape, kv_shape
 from autoprompt_search.errors import PromptFileError
 from autoprompt_search.models.language_model import LanguageModel
+from autoprompt_search.scoring import deep_prompt
+from autoprompt_search.scoring.deep_prompt import KVShape, kv_shape
+from autoprompt_search.scoring.rows import pad_rows
 
 ATOL = 1e-4
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from autoprompt_search import Budget, Evaluator, Prompt
-from autoprompt_search.differentiable import answer_log_probs, trigger_gradient
-from autoprompt_search.errors import TemplateError, VerbalizerError
+from autoprompt_search.errors import ConfigError, TemplateError, VerbalizerError
+from autoprompt_search.models.vocabulary import clean_token_mask
+from autoprompt_search.scoring.differentiable import answer_log_probs, trigger_gradient
 from autoprompt_search.searchers import AutoPromptSearcher, LabelSearcher
 from autoprompt_search.searchers.labels import _rank_assignments
-from autoprompt_search.vocabulary import clean_token_mask
 
 VERBALIZER = {"0": "bad", "1": "good"}
 
@@ -64,9 +64,9 @@ def test_autoprompt_refuses_multi_token_label_words_and_missing_slots(tiny_causa
 
 
 def test_autoprompt_unknown_preset_and_objective(tiny_causal_lm, fact_task) -> None:
-    with pytest.raises(TemplateError, match="unknown AutoPrompt preset"):
+    with pytest.raises(ConfigError, match="unknown AutoPrompt preset"):
         AutoPromptSearcher(preset="huge")
-    with pytest.raises(TemplateError, match="unknown AutoPrompt objective"):
+    with pytest.raises(ConfigError, match="unknown AutoPrompt objective"):
         AutoPromptSearcher(objective="margin")
     with pytest.raises(TemplateError, match="use objective='vocab'"):
         AutoPromptSearcher(templates=["The capital of {sub_label} [T] is[P]"], objective="class",

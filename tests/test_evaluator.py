@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from autoprompt_search import metrics
+from autoprompt_search.data.tasks import Example, Task
 from autoprompt_search.errors import DataError, TemplateError, VerbalizerError
-from autoprompt_search.evaluator import Evaluator, ScoreTable
 from autoprompt_search.models.language_model import LanguageModel
-from autoprompt_search.prompt import Prompt
-from autoprompt_search.tasks import Example, Task
-from autoprompt_search.verbalizer import Verbalizer
+from autoprompt_search.prompts.prompt import Prompt
+from autoprompt_search.prompts.verbalizer import Verbalizer
+from autoprompt_search.scoring import metrics
+from autoprompt_search.scoring.evaluator import Evaluator
+from autoprompt_search.scoring.score_table import ScoreTable
 
 ATOL = 1e-4
 MULTI = "fantastic"  # not in the tokenizer's corpus: several tokens

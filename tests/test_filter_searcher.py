@@ -7,9 +7,9 @@ import pytest
 
 from autoprompt_search import Budget
 from autoprompt_search.errors import BudgetError, TemplateError
-from autoprompt_search.evaluator import Evaluator
-from autoprompt_search.metrics import selection_score
-from autoprompt_search.prompt import Prompt
+from autoprompt_search.prompts.prompt import Prompt
+from autoprompt_search.scoring.evaluator import Evaluator
+from autoprompt_search.scoring.metrics import selection_score
 from autoprompt_search.searchers.filtering import FilterSearcher, _balanced_order
 
 WORDS = {"0": "bad", "1": "good"}

@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save
 
+from autoprompt_search.data.loaders import load_task
+from autoprompt_search.data.tasks import Task
 from autoprompt_search.errors import DataError, PromptFileError, VerbalizerError
-from autoprompt_search.loaders import load_task
-from autoprompt_search.prompt import Prompt
-from autoprompt_search.tasks import Task
-from autoprompt_search.verbalizer import Verbalizer
+from autoprompt_search.prompts.prompt import Prompt
+from autoprompt_search.prompts.verbalizer import Verbalizer
 
 FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -9,15 +9,15 @@ import pytest
 import torch
 from generation_fixtures import TEMPLATE, generation_task
 
-from autoprompt_search import deep_prompt
-from autoprompt_search.demonstrations import Demonstrations
+from autoprompt_search.data.tasks import Example, Task
 from autoprompt_search.errors import DataError, TemplateError
-from autoprompt_search.evaluator import Evaluator
-from autoprompt_search.generation import Decoding, stop_ids
-from autoprompt_search.prompt import Prompt
-from autoprompt_search.soft_forward import soft_forward
-from autoprompt_search.tasks import Example, Task
-from autoprompt_search.text_metrics import corpus_bleu, generation_metrics, rouge_l
+from autoprompt_search.prompts.demonstrations import Demonstrations
+from autoprompt_search.prompts.prompt import Prompt
+from autoprompt_search.scoring import deep_prompt
+from autoprompt_search.scoring.evaluator import Evaluator
+from autoprompt_search.scoring.generation import Decoding, stop_ids
+from autoprompt_search.scoring.soft_forward import soft_forward
+from autoprompt_search.scoring.text_metrics import corpus_bleu, generation_metrics, rouge_l
 
 
 def _deep(lm, n: int = 3) -> torch.Tensor:
@@ -38,7 +38,7 @@ def _prompts(lm) -> dict[str, Prompt]:
 def _reference_logprob(lm, prompt: Prompt, example: Example, ref: str, task: Task) -> tuple[float, int]:
     """One reference scored alone: the prompt, the reference and EOS in one unbatched full forward."""
     evaluator = Evaluator(lm)
-    prompt = evaluator.prepare(prompt, task)
+    prompt = evaluator.validated(prompt, task)
     demos = evaluator.context.demonstrations(prompt, example, task)
     encoded = evaluator.encoder.encode(prompt, example, demos)
     target = [*evaluator.encoder.word_ids(ref, encoded.text_before), lm.tokenizer.eos_token_id]
@@ -70,11 +70,12 @@ def test_reference_likelihood_equals_one_reference_at_a_time(tiny_causal_lm, kin
 def test_training_loss_is_the_per_token_reference_nll(tiny_causal_lm) -> None:
     task = generation_task()
     evaluator = Evaluator(tiny_causal_lm)
-    prompt = evaluator.prepare(_prompts(tiny_causal_lm)["soft"], task)
+    prompt = evaluator.validated(_prompts(tiny_causal_lm)["soft"], task)
     examples = task.split("train")
     batch = soft_forward(evaluator.encoder, prompt, examples, task, prompt.soft)
     table = evaluator.score([prompt], examples, task)
-    sums = [n_refs * lp for n_refs, lp in zip([len(x.references) for x in examples], table.gold_logprob[0], strict=True)]
+    counts = [len(x.references) for x in examples]
+    sums = [n_refs * lp for n_refs, lp in zip(counts, table.gold_logprob[0], strict=True)]
     tokens = [len(x.references) * n for x, n in zip(examples, table.gold_tokens[0], strict=True)]
     assert float(batch.loss()) == pytest.approx(-sum(sums) / sum(tokens), rel=1e-4)
 
@@ -97,7 +98,7 @@ def test_greedy_decoding_equals_a_plain_argmax_loop(tiny_causal_lm, kind) -> Non
     full forwards without any cache picks: same positions, same prefix, same stop rule."""
     lm, task = tiny_causal_lm, generation_task()
     evaluator = Evaluator(lm, decoding=Decoding(max_new_tokens=6))
-    prompt = evaluator.prepare(_prompts(lm)[kind], task)
+    prompt = evaluator.validated(_prompts(lm)[kind], task)
     stops = set(stop_ids(lm, True))
     for example in task.split("dev"):
         ids = list(evaluator.encoder.encode(prompt, example).before)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from autoprompt_search.e2e import load_e2e, write_e2e_folder
+from autoprompt_search.data.e2e import load_e2e, write_e2e_folder
+from autoprompt_search.data.loaders import load_task
+from autoprompt_search.data.tasks import one_per_reference
 from autoprompt_search.errors import DataError
-from autoprompt_search.loaders import load_task
-from autoprompt_search.tasks import one_per_reference
 
 
 def _write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
@@ -23,8 +23,9 @@ def _write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
 
 
 def test_e2e_csv_groups_references_by_mr(tmp_path: Path) -> None:
-    path = _write_csv(tmp_path / "devset.csv", [("name[A], area[x]", "A is in x."), ("name[B]", "B."),
-                                                 ("name[A], area[x]", "In x is A."), ("name[A], area[x]", "A is in x.")])
+    rows = [("name[A], area[x]", "A is in x."), ("name[B]", "B."), ("name[A], area[x]", "In x is A."),
+            ("name[A], area[x]", "A is in x.")]
+    path = _write_csv(tmp_path / "devset.csv", rows)
     task = load_task(path)
     assert task.kind == "generation" and task.fields == ("mr",)
     a, b = task.split("test")
@@ -80,7 +81,8 @@ def test_one_per_reference_flattens_for_training() -> None:
 
 def _fake_e2e(root: Path, dev_mrs: int = 30, test_mrs: int = 12) -> Path:
     (root / "E2E").mkdir(parents=True)
-    _write_csv(root / "E2E" / "devset.csv", [(f"name[D{i}]", f"D{i} ref {j}.") for i in range(dev_mrs) for j in range(2)])
+    dev = [(f"name[D{i}]", f"D{i} ref {j}.") for i in range(dev_mrs) for j in range(2)]
+    _write_csv(root / "E2E" / "devset.csv", dev)
     _write_csv(root / "E2E" / "testset_w_refs.csv", [(f"name[T{i}]", f"T{i} ref {j}.") for i in range(test_mrs)
                                                     for j in range(3)])
     return root

@@ -11,9 +11,9 @@ from test_generation_data import _fake_e2e
 
 from autoprompt_search import SEARCHERS, Budget, Evaluator, Prompt
 from autoprompt_search.cli import main
-from autoprompt_search.demonstrations import Demonstrations
 from autoprompt_search.errors import TemplateError
-from autoprompt_search.generation import Decoding
+from autoprompt_search.prompts.demonstrations import Demonstrations
+from autoprompt_search.scoring.generation import Decoding
 
 SMALL = {"batch_size": 3, "eval_every": 1, "steps": 2}
 CONFIGS = {

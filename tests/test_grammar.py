@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autoprompt_search.errors import TemplateError
-from autoprompt_search.grammar import Grammar, builtin_grammar, escape
-from autoprompt_search.template import parse_template
+from autoprompt_search.prompts.grammar import Grammar, builtin_grammar, escape
+from autoprompt_search.prompts.template import parse_template
 
 ISSUE_EXAMPLE = "<<Review: |Text: |>>{sentence}<<| It was| In summary, it was|\nSentiment:>>[P]"
 

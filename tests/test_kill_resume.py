@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import torch
 
-from autoprompt_search import cli
+from autoprompt_search.cli import app as cli
 from autoprompt_search.models.language_model import LanguageModel
 from autoprompt_search.searchers import ManualSearcher
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from autoprompt_search import Evaluator, Prompt
-from autoprompt_search.batching import pad_rows
 from autoprompt_search.errors import PromptFileError, TemplateError
+from autoprompt_search.scoring.rows import pad_rows
 from autoprompt_search.searchers import PromptTuningSearcher
 
 

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from autoprompt_search.errors import DataError
-from autoprompt_search.loaders import (
+from autoprompt_search.data.demo_tasks import load_demo
+from autoprompt_search.data.loaders import (
     from_hf_dataset,
     lama_manual_template,
-    load_demo,
     load_lama,
     load_lmbff,
     load_task,
 )
-from autoprompt_search.tasks import Task, k_shot
+from autoprompt_search.data.tasks import Task, k_shot
+from autoprompt_search.errors import DataError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -206,7 +206,7 @@ def test_capitals_demo_is_a_fact_task() -> None:
 
 
 def test_unknown_demo() -> None:
-    with pytest.raises(DataError, match="demos: sentiment, capitals"):
+    with pytest.raises(DataError, match="demo tasks: sentiment, capitals"):
         load_demo("nope")
 
 

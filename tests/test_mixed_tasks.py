@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from autoprompt_search import deep_prompt
-from autoprompt_search.batching import pad_rows
 from autoprompt_search.errors import DataError, PromptFileError
-from autoprompt_search.evaluator import Evaluator, Job
 from autoprompt_search.models.language_model import LanguageModel
-from autoprompt_search.prompt import Prompt
+from autoprompt_search.prompts.prompt import Prompt
+from autoprompt_search.scoring import deep_prompt
+from autoprompt_search.scoring.evaluator import Evaluator, Job
+from autoprompt_search.scoring.rows import pad_rows
 
 ATOL = 1e-4
 VERBALIZER = {"0": "bad", "1": "good"}
@@ -58,7 +58,7 @@ def reference_class_scores(lm: LanguageModel, prompt: Prompt, examples) -> np.nd
 
 
 def _task(examples):
-    from autoprompt_search.tasks import Task
+    from autoprompt_search.data.tasks import Task
 
     return Task("t", "classification", {"dev": list(examples)}, labels=("0", "1"), fields=("sentence",))
 
@@ -134,7 +134,7 @@ def test_mixed_batch_equals_each_job_alone(any_lm, sentiment_task, fact_task, no
 
 
 def test_mixed_batch_is_one_pass_per_chunk(tiny_causal_lm, sentiment_task, fact_task, monkeypatch) -> None:
-    from autoprompt_search import evaluator as evaluator_module
+    from autoprompt_search.scoring import evaluator as evaluator_module
 
     calls = []
     real = evaluator_module.run_queries
@@ -160,7 +160,7 @@ def test_mixed_batch_rejects_empty_jobs(tiny_causal_lm, sentiment_task) -> None:
 
 
 def test_batches_do_not_pad_short_rows_to_long_ones() -> None:
-    from autoprompt_search.batching import _bucket
+    from autoprompt_search.scoring.batching import _bucket
 
     lengths = [40, 30, 21, 19, 5]
     assert _bucket([0, 1, 2, 3, 4], lengths) == [0, 1, 2]  # 19 < 40 / 2 starts the next batch

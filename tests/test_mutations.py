@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from autoprompt_search.data.tasks import Example
 from autoprompt_search.errors import ModelError
-from autoprompt_search.mutations import OPERATIONS, mutants, mutate, nearest_tokens, to_source
-from autoprompt_search.proposals import instruction_of, propose_templates
-from autoprompt_search.tasks import Example
-from autoprompt_search.template import parse_template
-from autoprompt_search.vocabulary import clean_token_mask
+from autoprompt_search.models.vocabulary import clean_token_mask
+from autoprompt_search.prompts.template import parse_template
+from autoprompt_search.searchers.candidates.mutations import OPERATIONS, mutants, mutate, nearest_tokens, to_source
+from autoprompt_search.searchers.candidates.proposals import instruction_of, propose_templates
 
 PARENT = "Review: {sentence} [T*2]\nSentiment was[P]"
 

@@ -13,6 +13,7 @@ import torch
 from autoprompt_search import Evaluator, Prompt
 from autoprompt_search.cli import main
 from autoprompt_search.errors import ModelError, TemplateError
+from autoprompt_search.prompts.peft_export import export_peft
 
 peft = pytest.importorskip("peft")
 
@@ -28,7 +29,7 @@ def _soft_prompt(template: str, lm) -> Prompt:
 def test_peft_loads_the_export_and_scores_like_the_evaluator(tiny_gpt2_lm, sentiment_task, tmp_path) -> None:
     lm = tiny_gpt2_lm
     prompt = _soft_prompt("[V*3]{sentence} It was[P]", lm)
-    folder = prompt.export_peft(tmp_path / "adapter", lm)
+    folder = export_peft(prompt, tmp_path / "adapter", lm)
     config = json.loads((folder / "adapter_config.json").read_text())
     assert config["peft_type"] == "PROMPT_TUNING" and config["num_virtual_tokens"] == 3
     examples = sentiment_task.split("dev")[:6]
@@ -51,14 +52,14 @@ def test_peft_loads_the_export_and_scores_like_the_evaluator(tiny_gpt2_lm, senti
 def test_soft_slots_after_text_are_refused_naming_the_fix(tiny_gpt2_lm, tmp_path) -> None:
     prompt = _soft_prompt("{sentence}[V*2] It was[P]", tiny_gpt2_lm)
     with pytest.raises(TemplateError, match="all come first"):
-        prompt.export_peft(tmp_path, tiny_gpt2_lm)
+        export_peft(prompt, tmp_path, tiny_gpt2_lm)
 
 
 def test_masked_lm_and_bos_models_are_refused(tiny_masked_lm, tiny_causal_lm, tmp_path) -> None:
     with pytest.raises(ModelError, match="causal LMs"):
-        _soft_prompt("[V*2]{sentence} It was[P]", tiny_masked_lm).export_peft(tmp_path, tiny_masked_lm)
+        export_peft(_soft_prompt("[V*2]{sentence} It was[P]", tiny_masked_lm), tmp_path, tiny_masked_lm)
     with pytest.raises(ModelError, match="PEFT prepends virtual tokens before it"):
-        _soft_prompt("[V*2]{sentence} It was[P]", tiny_causal_lm).export_peft(tmp_path, tiny_causal_lm)
+        export_peft(_soft_prompt("[V*2]{sentence} It was[P]", tiny_causal_lm), tmp_path, tiny_causal_lm)
 
 
 def test_cli_exports_a_saved_prompt(tiny_gpt2_lm, tmp_path, monkeypatch) -> None:

@@ -12,12 +12,12 @@ from pickle_bomb import forbid_unpickling, write_bomb
 from safetensors.torch import save_file
 from transformers import PreTrainedTokenizerFast
 
+from autoprompt_search.data.tasks import Task
 from autoprompt_search.errors import PromptFileError
-from autoprompt_search.evaluator import Evaluator
 from autoprompt_search.models.language_model import LanguageModel
-from autoprompt_search.prompt import JSON_NAME, TENSOR_NAME, ModelSignature, Prompt
-from autoprompt_search.tasks import Task
-from autoprompt_search.verbalizer import Verbalizer
+from autoprompt_search.prompts.prompt import JSON_NAME, TENSOR_NAME, ModelSignature, Prompt
+from autoprompt_search.prompts.verbalizer import Verbalizer
+from autoprompt_search.scoring.evaluator import Evaluator
 
 SIGNATURE = ModelSignature("tiny-gpt2", 458, 32)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from autoprompt_search import Evaluator, Prompt
-from autoprompt_search.soft_forward import soft_forward
+from autoprompt_search.scoring.soft_forward import soft_forward
 
 TEMPLATES = [
     "[V*2]Review: {sentence}\nSentiment:[P]",

@@ -11,11 +11,11 @@ import torch
 
 from autoprompt_search import Budget, Evaluator, Prompt
 from autoprompt_search.cli import main
+from autoprompt_search.data.loaders import load_task
 from autoprompt_search.errors import AutopromptError, BudgetError, PromptFileError, TemplateError
-from autoprompt_search.loaders import load_task
-from autoprompt_search.metrics import selection_score
+from autoprompt_search.scoring.metrics import selection_score
 from autoprompt_search.searchers import PromptTuningSearcher, PTuningSearcher, SearchContext
-from autoprompt_search.searchers.soft_init import initial_vectors
+from autoprompt_search.searchers.soft.initialization import initial_vectors
 
 VERBALIZER = {"0": "bad", "1": "good"}
 
@@ -58,7 +58,7 @@ def test_vocab_labels_and_text_inits_are_token_embeddings(tiny_causal_lm, sentim
     ids = tiny_causal_lm.tokenize("great movie")
     text = rows(initial_vectors(ctx, _prompt(ctx), 5, "text:great movie", seed=0))
     assert text == [ids[i % len(ids)] for i in range(5)]
-    with pytest.raises(AutopromptError, match="unknown soft-prompt init"):
+    with pytest.raises(AutopromptError, match="unknown init"):
         initial_vectors(ctx, _prompt(ctx), 4, "zeros", seed=0)
 
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autoprompt_search.errors import AutopromptError, TemplateError
-from autoprompt_search.template import (
+from autoprompt_search.prompts.template import (
     MAX_SLOTS,
     Answer,
     Field,

@@ -10,10 +10,18 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from autoprompt_search import Budget, cli
-from autoprompt_search.errors import DataError, StudyError
-from autoprompt_search.studies import _shown, open_study, parse_space, storage_url, trial_from_json, trial_to_json
-from autoprompt_search.tune import tune
+from autoprompt_search import Budget
+from autoprompt_search.cli import app as cli
+from autoprompt_search.errors import ConfigError, StudyError
+from autoprompt_search.searchers.studies import (
+    _shown,
+    open_study,
+    parse_space,
+    storage_url,
+    trial_from_json,
+    trial_to_json,
+)
+from autoprompt_search.tuning.tune import tune
 
 SPACE = {"top_k": ["int", 2, 4], "allow_capitalized": ["categorical", [True, False]]}
 BASE = {"templates": ["{sentence} It was[P]"], "finalists": 2, "per_step": 2}
@@ -51,7 +59,10 @@ def test_a_worker_resumes_from_its_out_folder(tiny_causal_lm, sentiment_task, tm
 
 
 def test_inner_searches_that_trail_are_pruned(tiny_causal_lm, sentiment_task) -> None:
-    """Manual search with a larger ``per_step`` has seen more templates after step 1, so a better best-so-far."""
+    """The median pruner stops inner searches whose best-so-far trails the completed ones at the same step.
+
+    (Which ``per_step`` values trail depends on the sampler's draws and on near-ties of the tiny model's
+    scores, so the check is on the scores the pruner saw, not on the parameters.)"""
     templates = ["{sentence} It was[P]", "Review: {sentence}\nSentiment:[P]", "{sentence}\nIn short:[P]",
                  "{sentence} All in all, it was[P]", "Text: {sentence}\nAnswer:[P]"]
     result = tune("manual", {"per_step": ["int", 1, 4]}, sentiment_task, tiny_causal_lm,
@@ -59,11 +70,12 @@ def test_inner_searches_that_trail_are_pruned(tiny_causal_lm, sentiment_task) ->
                   pruner="median", startup_trials=2, budget=Budget(iterations=2), seed=0, progress=False)
     states = [t["state"] for t in result.trials]
     assert "PRUNED" in states and "COMPLETE" in states
-    assert all(t["params"]["per_step"] <= 2 for t in result.trials if t["state"] == "PRUNED")
+    best_complete = max(t["value"] for t in result.trials if t["state"] == "COMPLETE")
+    assert all(t["value"] < best_complete for t in result.trials if t["state"] == "PRUNED")
 
 
 @pytest.mark.parametrize(("space", "error", "match"), [
-    ({"temperature": ["float", 0.1, 1.0]}, DataError, "unknown option"),
+    ({"temperature": ["float", 0.1, 1.0]}, ConfigError, "unknown option"),
     ({"top_k": ["int", 2.5, 4]}, StudyError, "whole numbers"),
     ({"top_k": ["uniform", 2, 4]}, StudyError, "is not valid"),
     ({}, StudyError, "must be a JSON object"),

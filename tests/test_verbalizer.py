@@ -9,7 +9,7 @@ from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast
 
 from autoprompt_search.errors import VerbalizerError
-from autoprompt_search.verbalizer import Verbalizer, spaced, word_token_ids
+from autoprompt_search.prompts.verbalizer import Verbalizer, spaced, word_token_ids
 
 # --- parsing ---------------------------------------------------------------------------------------
 

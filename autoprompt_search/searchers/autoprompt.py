@@ -28,13 +28,15 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..differentiable import trigger_gradient
 from ..errors import TemplateError, VerbalizerError
-from ..metrics import selection_score
-from ..prompt import Prompt
-from ..template import parse_template
-from ..vocabulary import clean_token_mask
-from .base import SearchContext, Searcher, Step, register
+from ..models.vocabulary import clean_token_mask
+from ..prompts.prompt import Prompt
+from ..prompts.template import parse_template
+from ..scoring.differentiable import trigger_gradient
+from ..scoring.metrics import selection_score
+from .base import OneTemplate, SearchContext, Searcher, register
+from .config import choice, merge_preset, positive, single
+from .records import Step
 
 #: Named settings. "sst2" and "lama" are the reference code's README settings; "cpu" reaches most
 #: of the gain in minutes on 2 CPU cores (fewer candidates, one gradient batch, small batches).
@@ -44,12 +46,14 @@ PRESETS: dict[str, dict[str, Any]] = {
              "allow_capitalized": False},
     "cpu": {"num_cand": 24, "accumulation_steps": 1, "batch_size": 16, "iterations": 30},
 }
+#: What a search without a preset (``preset=None``) uses for options left unset: the cpu preset's values.
+DEFAULTS: dict[str, Any] = {**PRESETS["cpu"], "allow_capitalized": True}
 
 _TRIGGER_SLOTS = re.compile(r" ?\[T(?:\*\d+)?\]")
 
 
 @register
-class AutoPromptSearcher(Searcher):
+class AutoPromptSearcher(OneTemplate, Searcher):
     """Gradient-guided trigger search over the ``[T]`` slots of one template."""
 
     name = "autoprompt"
@@ -73,19 +77,17 @@ class AutoPromptSearcher(Searcher):
         seed: int = 0,
     ) -> None:
         super().__init__(seed=seed)
-        if preset is not None and preset not in PRESETS:
-            raise TemplateError(f"unknown AutoPrompt preset {preset!r}: use one of {sorted(PRESETS)}")
-        defaults = {"num_cand": 24, "accumulation_steps": 1, "batch_size": 16, "iterations": 30,
-                    "allow_capitalized": True, **(PRESETS[preset] if preset else {})}
         given = {"num_cand": num_cand, "accumulation_steps": accumulation_steps, "batch_size": batch_size,
                  "iterations": iterations, "allow_capitalized": allow_capitalized}
-        settings = {k: given[k] if given[k] is not None else defaults[k] for k in defaults}
-        self.template = (templates or ["{sentence} [T*3] It was[P]"])[0]
-        self.verbalizer = (verbalizers or [None])[0]
-        if objective not in ("vocab", "class"):
-            raise TemplateError(f"unknown AutoPrompt objective {objective!r}: use 'vocab' or 'class'")
-        self.preset, self.init, self.position, self.score, self.confirm = preset, init, position, score, confirm
-        self.objective = objective
+        settings = merge_preset("AutoPrompt", PRESETS, preset, given, defaults=DEFAULTS)
+        self.templates = single(self.name, "templates", templates, "{sentence} [T*3] It was[P]")
+        self.verbalizers = single(self.name, "verbalizers", verbalizers, None)
+        self.position = choice("AutoPrompt", "position", position, ("random", "cycle"))
+        self.score = choice("AutoPrompt", "score", score, ("logprob", "accuracy"))
+        self.objective = choice("AutoPrompt", "objective", objective, ("vocab", "class"))
+        self.preset, self.init, self.confirm = preset, init, confirm
+        counts = ("num_cand", "accumulation_steps", "batch_size", "iterations")
+        positive("AutoPrompt", **{k: settings[k] for k in counts})
         self._logprob_key = "class_logprob" if objective == "class" else "gold_logprob"  # the objective's metric
         self.num_cand = int(settings["num_cand"])
         self.accumulation_steps = int(settings["accumulation_steps"])
@@ -96,12 +98,6 @@ class AutoPromptSearcher(Searcher):
         self._best: tuple[list[int] | None, float] = (None, float("-inf"))
         self._steps = 0
 
-    def config(self) -> dict[str, Any]:
-        return {"templates": [self.template], "verbalizers": [self.verbalizer], "preset": self.preset,
-                "init": self.init, "num_cand": self.num_cand, "accumulation_steps": self.accumulation_steps,
-                "batch_size": self.batch_size, "iterations": self.iterations, "position": self.position,
-                "score": self.score, "objective": self.objective, "confirm": self.confirm,
-                "allow_capitalized": self.allow_capitalized, "seed": self.seed}
 
     def expected_steps(self) -> int:
         return self.iterations
@@ -169,9 +165,9 @@ class AutoPromptSearcher(Searcher):
     def _prepare(self, ctx: SearchContext) -> None:
         """Parse and check the template and label words; build the candidate vocabulary."""
         if ctx.task.kind == "generation":
-            raise TemplateError(f"task {ctx.task.name!r} is a generation task, but AutoPrompt's gradient step reads one "
-                                "answer token, not a whole text: train [V]/deep prompts (prompt-tuning, prefix-tuning) "
-                                "or search discrete templates with filter/optuna")
+            raise TemplateError(f"task {ctx.task.name!r} is a generation task, but AutoPrompt's gradient step reads "
+                                "one answer token, not a whole text: train [V]/deep prompts (prompt-tuning, "
+                                "prefix-tuning) or search discrete templates with filter/optuna")
         template = parse_template(self.template)
         if not template.n_triggers:
             raise TemplateError(f"template {self.template!r} has no [T] slots for AutoPrompt to fill: add e.g. [T*3]")

@@ -9,17 +9,16 @@ A searcher implements four small methods, called in this order::
 
 and exposes ``best`` (the incumbent prompt and its selection score). The loop — budget, progress
 bar, history, checkpoints, callbacks, final scoring and run-directory artifacts — lives here once,
-so a new searcher is one small module (STYLE.md, principle 1).
+so a new searcher is one small module (ARCHITECTURE.md, "Add a searcher").
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,55 +26,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import AutopromptError, BudgetError, DataError, PromptFileError
-from ..evaluator import Evaluator
+from ..data.tasks import Example, Task
+from ..errors import AutopromptError, DataError, PromptFileError
 from ..models.language_model import LanguageModel
-from ..prompt import ModelSignature, Prompt
-from ..tasks import Example, Task
+from ..prompts.prompt import ModelSignature, Prompt
+from ..scoring.evaluator import Evaluator
+from .config import parameter_names, plain
+from .records import Budget, SearchResult, Step, StepRecord
 from .run_dir import RunDir
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Whichever ends first: iterations (searcher steps), forward passes (sequences run by the
-    Evaluator), or wall-clock seconds. ``None`` means unlimited for that measure."""
-
-    iterations: int | None = None
-    forward_passes: int | None = None
-    seconds: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("iterations", "forward_passes", "seconds"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise BudgetError(f"budget {name}={value} allows no work: give a positive number or leave it unset")
-
-    def exhausted(self, steps: int, forward_passes: int, seconds: float) -> bool:
-        return (
-            (self.iterations is not None and steps >= self.iterations)
-            or (self.forward_passes is not None and forward_passes >= self.forward_passes)
-            or (self.seconds is not None and seconds >= self.seconds)
-        )
-
-
-@dataclass
-class Step:
-    """What one step reports: the scores it saw and a short note for the history."""
-
-    scores: dict[str, float] = field(default_factory=dict)
-    note: str = ""
-
-
-@dataclass
-class StepRecord:
-    """One line of ``history.jsonl``."""
-
-    step: int
-    best_score: float
-    scores: dict[str, float]
-    forward_passes: int
-    seconds: float
-    note: str = ""
 
 
 @dataclass
@@ -93,34 +51,6 @@ class SearchContext:
 
     def signature(self) -> ModelSignature:
         return ModelSignature(self.model.name, self.model.vocab_size, self.model.hidden_size)
-
-
-@dataclass
-class SearchResult:
-    """The best prompt, its scores and the search history; JSON-serialisable via :meth:`to_json`."""
-
-    searcher: str
-    config: dict[str, Any]
-    seed: int
-    prompt: Prompt
-    dev_score: float
-    dev_metrics: dict[str, float]
-    test_metrics: dict[str, float] | None
-    history: list[StepRecord]
-    selection_split: str
-
-    def to_json(self, decode: Any = None) -> dict[str, Any]:
-        return {
-            "searcher": self.searcher,
-            "config": self.config,
-            "seed": self.seed,
-            "prompt": self.prompt.to_json(decode),
-            "dev_score": self.dev_score,
-            "selection_split": self.selection_split,
-            "dev_metrics": self.dev_metrics,
-            "test_metrics": self.test_metrics,
-            "history": [dataclasses.asdict(r) for r in self.history],
-        }
 
 
 class Searcher(ABC):
@@ -154,8 +84,8 @@ class Searcher(ABC):
         """Restore what :meth:`state_dict` returned."""
 
     def config(self) -> dict[str, Any]:
-        """Constructor arguments, for ``config.json``."""
-        return {"seed": self.seed}
+        """Constructor arguments as stored on ``self`` (see :mod:`.config`), for ``config.json``."""
+        return {name: plain(getattr(self, name)) for name in parameter_names(type(self))}
 
     def expected_steps(self) -> int | None:
         """Steps the searcher plans to take on its own (for the progress bar), if known."""
@@ -238,7 +168,7 @@ class Searcher(ABC):
     ) -> SearchResult:
         prompt, score = self.best
         # The saved prompt carries the Evaluator's calibration (with its fitted prior) and demonstrations.
-        prompt = ctx.evaluator.fitted(dataclasses.replace(prompt, model=ctx.signature()), ctx.task)
+        prompt = ctx.evaluator.resolved(dataclasses.replace(prompt, model=ctx.signature()), ctx.task)
         # generation: the final prompt is decoded (BLEU, ROUGE-L); the search itself selected on likelihood
         dev_metrics = ctx.evaluator.evaluate(prompt, ctx.select, ctx.task, decode=True)
         test = ctx.task.split("test") if ctx.task.has_split("test") else None
@@ -259,22 +189,17 @@ def register(cls: type[Searcher]) -> type[Searcher]:
     return cls
 
 
-def check_options(name: str, config: dict[str, Any]) -> None:
-    """Refuse unknown or missing searcher options, naming the ones the searcher takes."""
-    parameters = inspect.signature(SEARCHERS[name].__init__).parameters
-    accepted = [p for p in parameters if p not in ("self", "seed")
-                and parameters[p].kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
-    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return
-    if "seed" in config:
-        raise DataError("give the seed with --seed, not among the searcher's options")
-    if unknown := sorted(set(config) - set(accepted)):
-        raise DataError(
-            f"unknown option(s) {', '.join(unknown)} for searcher {name!r} (in --config or --space): "
-            f"it takes {', '.join(accepted) or 'no options'}; fix the spelling or drop them"
-        )
-    required = [p for p in accepted if parameters[p].default is inspect.Parameter.empty and p not in config]
-    if required:
-        flags = {"templates": "--template", "verbalizers": "--verbalizer"}
-        how = ", ".join(f"{p} ({flags[p]})" if p in flags else p for p in required)
-        raise DataError(f"searcher {name!r} needs {how}: pass it on the command line or in --config")
+class OneTemplate:
+    """For searchers that search one template (and one verbalizer): ``templates``/``verbalizers`` are
+    one-entry lists (:func:`.config.single`), so the configuration reads like every other searcher's."""
+
+    templates: list[str]
+    verbalizers: list[Any]
+
+    @property
+    def template(self) -> str:
+        return self.templates[0]
+
+    @property
+    def verbalizer(self) -> Any:
+        return self.verbalizers[0]

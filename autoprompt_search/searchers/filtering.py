@@ -33,18 +33,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.tasks import Example
 from ..errors import AutopromptError, BudgetError, TemplateError
-from ..evaluator import Evaluator, best_first, halving_sizes
-from ..grammar import Grammar, builtin_grammar
-from ..metrics import decoded_score, selection_score
-from ..mutations import mutants
-from ..prompt import Prompt
-from ..proposals import propose_templates
-from ..tasks import Example
-from ..verbalizer import Verbalizer
-from .base import SearchContext, Searcher, Step, register
+from ..prompts.grammar import Grammar, builtin_grammar
+from ..prompts.prompt import Prompt
+from ..prompts.verbalizer import Verbalizer
+from ..scoring.evaluator import Evaluator
+from ..scoring.halving import best_first, halving_sizes
+from ..scoring.metrics import decoded_score, selection_score
+from .base import SearchContext, Searcher, register
+from .candidates.mutations import mutants
+from .candidates.proposals import propose_templates
+from .config import positive
 from .labels import find_label_words
 from .pool import Spec
+from .records import Step
 
 
 @register
@@ -83,6 +86,7 @@ class FilterSearcher(Searcher):
         seed: int = 0,
     ) -> None:
         super().__init__(seed=seed)
+        positive(self.name, finalists=finalists, first_slice=first_slice, label_top_k=label_top_k)
         self.templates, self.verbalizers = list(templates), list(verbalizers)
         self.grammar, self.builtin = grammar, builtin
         self.label_words, self.label_top_k = label_words, label_top_k
@@ -98,11 +102,6 @@ class FilterSearcher(Searcher):
         self._rung = 0
         self._bank: list[str] = []
 
-    def config(self) -> dict[str, Any]:
-        keys = ("templates", "verbalizers", "grammar", "builtin", "label_words", "label_top_k", "generate",
-                "generate_examples", "mutations", "mutation_rounds", "first_slice", "keep", "finalists",
-                "halving", "coarse_dtype", "seed")
-        return {k: getattr(self, k) for k in keys}
 
     # --- searcher protocol ---------------------------------------------------------------------
     def start(self, ctx: SearchContext) -> None:

@@ -18,13 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from ..differentiable import answer_log_probs
+from ..data.tasks import Example
 from ..errors import TemplateError
-from ..prompt import Prompt
-from ..tasks import Example
-from ..template import parse_template
-from ..vocabulary import clean_token_mask
+from ..models.vocabulary import clean_token_mask
+from ..prompts.prompt import Prompt
+from ..prompts.template import parse_template
+from ..scoring.differentiable import answer_log_probs
 from .base import SearchContext, register
+from .config import positive, single
 from .pool import PoolSearcher, Spec
 
 #: Above this many assignments, a beam over classes replaces exhaustive enumeration.
@@ -50,15 +51,12 @@ class LabelSearcher(PoolSearcher):
         seed: int = 0,
     ) -> None:
         super().__init__(per_step=per_step, seed=seed)
-        self.template = (templates or ["{sentence} It was[P]"])[0]
+        self.templates = single(self.name, "templates", templates, "{sentence} It was[P]")
         self.verbalizers = list(verbalizers or [])
+        positive(self.name, top_k=top_k, max_examples=max_examples, finalists=finalists)
         self.top_k, self.max_examples, self.finalists = top_k, max_examples, finalists
         self.allow_capitalized = allow_capitalized
 
-    def config(self) -> dict[str, Any]:
-        return {"templates": [self.template], "verbalizers": self.verbalizers, "top_k": self.top_k,
-                "max_examples": self.max_examples, "finalists": self.finalists, "per_step": self.per_step,
-                "allow_capitalized": self.allow_capitalized, "seed": self.seed}
 
     def expected_steps(self) -> int:
         return -(-(self.finalists + len(self.verbalizers)) // self.per_step)
@@ -68,9 +66,9 @@ class LabelSearcher(PoolSearcher):
 
     def build_pool(self, ctx: SearchContext) -> list[Spec]:
         given = [{str(k): v for k, v in m.items()} for m in self.verbalizers if m]
-        found = find_label_words(ctx, self.template, top_k=self.top_k, max_examples=self.max_examples,
+        found = find_label_words(ctx, self.templates[0], top_k=self.top_k, max_examples=self.max_examples,
                                  count=self.finalists, allow_capitalized=self.allow_capitalized)
-        return [(self.template, v) for v in given + found]
+        return [(self.templates[0], v) for v in given + found]
 
 
 def find_label_words(

@@ -11,9 +11,10 @@ from typing import Any
 
 import torch
 
-from ..metrics import selection_score
-from ..prompt import Prompt
-from .base import SearchContext, Searcher, Step
+from ..prompts.prompt import Prompt
+from ..scoring.metrics import selection_score
+from .base import SearchContext, Searcher
+from .records import Step
 
 #: One candidate as plain data: a template string and a label → word(s) mapping (or None).
 Spec = tuple[str, dict[str, Any] | None]

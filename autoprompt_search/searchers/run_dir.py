@@ -10,17 +10,15 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from .. import atomic
+from ..data.tasks import Task
 from ..errors import PromptFileError
-
-if TYPE_CHECKING:
-    from ..models.language_model import LanguageModel
-    from ..tasks import Task
-    from .base import Budget, SearchResult, StepRecord
+from ..models.language_model import LanguageModel
+from .records import Budget, SearchResult, StepRecord
 
 STATE = "state.json"
 TENSORS = "state.safetensors"
@@ -104,8 +102,6 @@ class RunDir:
 
     def history(self, steps: int) -> list[StepRecord]:
         """History lines up to the checkpointed step (later lines belong to a step lost in a crash)."""
-        from .base import StepRecord
-
         rows = [StepRecord(**row) for row in atomic.read_jsonl(self.history_file)][:steps]
         atomic.write_text(self.history_file, "".join(json.dumps(dataclasses.asdict(r)) + "\n" for r in rows))
         return rows

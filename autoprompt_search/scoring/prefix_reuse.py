@@ -1,0 +1,120 @@
+"""Shared-prefix reuse for causal LMs: run a prefix once, then only each row's differing suffix.
+
+When many candidates are scored on the same example, their rows share everything up to the first
+candidate-specific token (the input text before the trigger slots, or — in AutoPrompt — every
+trigger before the one being swapped). The prefix's keys and values are computed once per group,
+gathered for each suffix row into a fresh cache (the forward pass appends to a cache in place),
+and the suffix runs with explicit position ids, because right-padded prefixes leave masked gaps.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ..models.language_model import LanguageModel
+from .rows import MAX_ROWS, Queries, Row, Scoring, is_oom, pad_rows, splice_soft
+
+#: A prefix shorter than this is not worth a separate pass.
+MIN_PREFIX = 4
+#: Bytes of gathered keys/values allowed per suffix batch (CPU; a GPU gets 8×).
+KV_BYTES = 256 * 2**20
+
+
+def run_shared_prefixes(
+    lm: LanguageModel,
+    rows: Sequence[Row],
+    queries: Queries,
+    queries_of: Sequence[np.ndarray],
+    groups: Sequence[int],
+    tables: Sequence[torch.Tensor | None],
+    scoring: Scoring,
+    budget: int,
+    bar,
+) -> list[int]:
+    """Score the rows whose group shares a worthwhile prefix; return the other rows' indices."""
+    members: dict[int, list[int]] = defaultdict(list)
+    rest: list[int] = [r for r, row in enumerate(rows) if row.deep is not None]  # text keys depend on the deep prompt
+    for r, g in enumerate(groups):
+        if rows[r].deep is None:
+            members[g].append(r)
+    plans: list[tuple[int, list[int]]] = []
+    for rs in members.values():
+        n = _shared_length(rows, rs, queries_of, queries) if len(rs) > 1 else 0
+        if n >= MIN_PREFIX:
+            plans.append((n, rs))
+        else:
+            rest.extend(rs)
+    plans.sort(key=lambda plan: -plan[0])
+    i = 0
+    while i < len(plans):
+        chunk = plans[i : i + max(1, min(MAX_ROWS, budget // plans[i][0]))]
+        _run_chunk(lm, rows, queries, queries_of, chunk, tables, scoring, budget, bar)
+        i += len(chunk)
+    return rest
+
+
+def _shared_length(rows: Sequence[Row], members: list[int], queries_of, queries: Queries) -> int:
+    """Longest common prefix of the members' ids, stopping before any queried or soft position."""
+    first = rows[members[0]].ids
+    n = min(len(rows[r].ids) for r in members)
+    for r in members[1:]:
+        ids = rows[r].ids
+        k = 0
+        while k < n and ids[k] == first[k]:
+            k += 1
+        n = k
+    for r in members:
+        positions = [queries.pos[q] for q in queries_of[r]] + [p for p, _, _ in rows[r].soft]
+        if positions:
+            n = min(n, min(positions))
+    return n
+
+
+@torch.inference_mode()
+def _run_chunk(lm, rows, queries, queries_of, chunk, tables, scoring: Scoring, budget: int, bar) -> None:
+    lengths = torch.tensor([n for n, _ in chunk], device=lm.device)
+    prefix_ids, prefix_mask = pad_rows(lm, [rows[rs[0]].ids[:n] for n, rs in chunk])
+    kv = lm.prefix_cache(prefix_mask, prefix_ids)  # per layer: (G, heads, P, d) keys and values
+    width = prefix_ids.shape[1]
+    per_row = sum(k.shape[1] * k.shape[3] * 2 * k.element_size() for k, _ in kv) * width
+    kv_budget = KV_BYTES * (8 if lm.device.type == "cuda" else 1)
+    suffix_rows = sorted(((g, r) for g, (_, rs) in enumerate(chunk) for r in rs),
+                         key=lambda gr: (-(len(rows[gr[1]].ids) - chunk[gr[0]][0]), gr[1]))
+    size = max(1, min(MAX_ROWS, kv_budget // max(1, per_row)))
+    i = 0
+    while i < len(suffix_rows):
+        longest = len(rows[suffix_rows[i][1]].ids) - chunk[suffix_rows[i][0]][0]
+        part = suffix_rows[i : i + max(1, min(size, budget // max(1, longest + width)))]
+        try:
+            _run_suffixes(lm, rows, queries, queries_of, chunk, part, kv, lengths, prefix_mask, tables, scoring)
+        except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as error:
+            if len(part) == 1 or not is_oom(error):
+                raise
+            size = max(1, len(part) // 2)
+            continue
+        i += len(part)
+        bar.update(len(part))
+
+
+def _run_suffixes(lm, rows, queries, queries_of, chunk, part, kv, lengths, prefix_mask, tables, scoring) -> None:
+    g_idx = torch.tensor([g for g, _ in part], device=lm.device)
+    starts = [chunk[g][0] for g, _ in part]
+    ids, mask = pad_rows(lm, [rows[r].ids[s:] for (_, r), s in zip(part, starts, strict=True)])
+    splices = [(b, p - starts[b], t, k) for b, (_, r) in enumerate(part) for p, t, k in rows[r].soft]
+    embeds = splice_soft(lm, ids, splices, tables)
+    positions = lengths[g_idx].unsqueeze(1) + torch.arange(ids.shape[1], device=lm.device)
+    hidden = lm.hidden_states(
+        torch.cat([prefix_mask[g_idx], mask], dim=1),
+        input_ids=None if embeds is not None else ids,
+        inputs_embeds=embeds,
+        past_key_values=lm.gather_cache(kv, g_idx),
+        position_ids=positions,
+    )
+    q_idx = np.concatenate([queries_of[r] for _, r in part])
+    q_b = np.concatenate([np.full(len(queries_of[r]), b) for b, (_, r) in enumerate(part)])
+    q_p = np.array([queries.pos[q] for q in q_idx]) - np.repeat(starts, [len(queries_of[r]) for _, r in part])
+    scoring.score_sites(hidden, q_idx, q_b, q_p)
