@@ -1,7 +1,7 @@
 """BLEU and ROUGE-L of generated text, from the field's own libraries (not re-implemented here).
 
 - BLEU: sacrebleu's corpus BLEU (Post 2018) with every reference of each input, as the E2E
-  challenge scores it (its default 13a tokenisation, exponential smoothing off as in the paper).
+  challenge scores it (multi-reference), with sacrebleu's defaults (13a tokenisation, mixed case).
 - ROUGE-L: Google's ``rouge-score`` (the package behind most published ROUGE numbers), F-measure of
   the longest common subsequence with stemming, the best reference per input, averaged.
 
