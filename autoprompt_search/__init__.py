@@ -14,7 +14,8 @@ from .prompts.demonstrations import Demonstrations
 from .prompts.prompt import Prompt
 from .prompts.template import Template, parse_template
 from .prompts.verbalizer import Verbalizer
-from .scoring.evaluator import Evaluator, ScoreTable
+from .scoring.evaluator import Evaluator
+from .scoring.score_table import ScoreTable
 from .searchers import SEARCHERS, Budget, ManualSearcher, Searcher, SearchResult
 
 __all__ = [

@@ -25,8 +25,8 @@ from autoprompt_search import Demonstrations, Evaluator, load_model
 from autoprompt_search.data.tasks import Task
 from autoprompt_search.models.language_model import LanguageModel
 from autoprompt_search.prompts.prompt import ModelSignature, Prompt
-from autoprompt_search.scoring.evaluator import ScoreTable
 from autoprompt_search.scoring.metrics import primary_metric
+from autoprompt_search.scoring.score_table import ScoreTable
 from autoprompt_search.searchers import SEARCHERS, Budget, Searcher, StepRecord
 
 from . import common

@@ -28,7 +28,7 @@ from scipy.stats import spearmanr
 from autoprompt_search import Evaluator, Prompt, load_model
 from autoprompt_search.data.loaders import load_lmbff, load_task
 from autoprompt_search.scoring import metrics
-from autoprompt_search.scoring.evaluator import ScoreTable
+from autoprompt_search.scoring.score_table import ScoreTable
 
 from .common import data_dir, environment, matmul_peak, timed, write_result
 

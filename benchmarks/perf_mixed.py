@@ -21,7 +21,8 @@ import numpy as np
 
 from autoprompt_search import Evaluator, Prompt, load_model
 from autoprompt_search.data.loaders import lama_manual_template, load_lama, load_lmbff, load_task
-from autoprompt_search.scoring.evaluator import Job, ScoreTable
+from autoprompt_search.scoring.evaluator import Job
+from autoprompt_search.scoring.score_table import ScoreTable
 
 from .common import data_dir, environment, timed, write_result
 

@@ -26,7 +26,7 @@ import torch
 
 from autoprompt_search import Evaluator, Prompt, load_model
 from autoprompt_search.data.loaders import load_lmbff
-from autoprompt_search.scoring.batching import pad_rows
+from autoprompt_search.scoring.rows import pad_rows
 from autoprompt_search.searchers import PromptTuningSearcher, SearchContext
 from autoprompt_search.searchers.soft.trainer import batch_indices
 

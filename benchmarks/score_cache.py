@@ -39,11 +39,12 @@ from autoprompt_search import atomic
 from autoprompt_search.data.tasks import Example, Task
 from autoprompt_search.models.language_model import LanguageModel
 from autoprompt_search.prompts.prompt import Prompt
-from autoprompt_search.scoring.evaluator import Evaluator, ScoreTable
+from autoprompt_search.scoring.evaluator import Evaluator
+from autoprompt_search.scoring.score_table import ScoreTable
 
 #: Bump when the Evaluator's scores change meaning, so old entries are no longer found.
 CACHE_FORMAT = 1
-_ARRAYS = ("gold", "scores", "rank", "gold_logprob", "greedy", "p_cf")
+_ARRAYS = ("gold", "scores", "rank", "gold_logprob", "greedy", "p_cf", "gold_tokens")
 
 
 def default_root() -> Path:
@@ -101,7 +102,7 @@ class ScoreCache:
 def cache_key(evaluator: Evaluator, prompt: Prompt, examples: Sequence[Example], task: Task,
               train: Sequence[Example] = ()) -> str:
     """The SHA-256 of everything the scores of ``prompt`` on ``examples`` depend on."""
-    settled = evaluator.settle(prompt)
+    settled = evaluator.with_defaults(prompt)
     material = {
         "format": CACHE_FORMAT,
         "model": model_fingerprint(evaluator.model),

@@ -11,6 +11,9 @@
                                TRIAL (dev) with the job seed, the whole TEST split as test
 ``{sst2_full: 200}``           full-data SST-2: GLUE train minus a held-apart selection slice of
                                200 full sentences (dev), test = GLUE dev (:mod:`benchmarks.sst_full`)
+``{e2e: 200, dev: 50}``        E2E low-data (``autoprompt_search.data.e2e.load_e2e``): 200 training and
+                               50 dev MRs drawn from devset with the job seed, testset_w_refs as
+                               test (``test_limit: N``: its first N MRs)
 =============================  ==================================================================
 
 Any of them takes ``limit: N`` to keep only the first N examples of every split (the CI smoke
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from autoprompt_search.data.demo_tasks import load_demo
+from autoprompt_search.data.e2e import load_e2e
 from autoprompt_search.data.loaders import lama_manual_template, load_lama, load_lmbff, load_task
 from autoprompt_search.data.readers import iter_records
 from autoprompt_search.data.tasks import Example, Task, k_shot
@@ -112,7 +116,13 @@ def _sick(spec: dict[str, Any], seed: int, data_dir: Callable[[], Path]) -> tupl
     return Task("SICK-E", "classification", few, labels, ("sentence1", "sentence2")), {}
 
 
+def _e2e(spec: dict[str, Any], seed: int, data_dir: Callable[[], Path]) -> tuple[Task, dict[str, Any]]:
+    limit = spec.get("test_limit")
+    return load_e2e(data_dir(), train=int(spec["e2e"]), dev=int(spec.get("dev", 50)), seed=seed,
+                    test_limit=None if limit is None else int(limit)), {}
+
+
 LOADERS: dict[str, Callable[[dict[str, Any], int, Callable[[], Path]], tuple[Task, dict[str, Any]]]] = {
-    "demo": _demo, "lmbff": _lmbff, "lama": _lama, "folder": _folder, "sick": _sick,
+    "demo": _demo, "lmbff": _lmbff, "lama": _lama, "folder": _folder, "sick": _sick, "e2e": _e2e,
     "sst2_full": lambda spec, seed, data_dir: (load_sst2_full(data_dir(), int(spec["sst2_full"]), seed), {}),
 }

@@ -366,7 +366,7 @@ CASES = [
         lambda e: Budget(seconds=-1)),
     _cli("cli-iterations-0", BudgetError, ("iterations=0 allows no work", "give a positive number"),
          lambda e: e.discover_argv("--iterations", "0")),
-    _py("manual-searcher-no-templates", TemplateError, ("needs at least one template", "pass --template"),
+    _py("manual-searcher-no-templates", ConfigError, ("needs at least one template", "pass --template"),
         lambda e: ManualSearcher(templates=[]).search(e.task, e.lm, progress=False)),
     _cli("resume-corrupt-checkpoint", PromptFileError, ("checkpoint", "is unreadable", "without --resume"),
          lambda e: _resume_with_state(e, '{"steps": 1, "seconds": 0.1, "rng"')),

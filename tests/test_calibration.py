@@ -16,6 +16,7 @@ from autoprompt_search.models.language_model import LanguageModel
 from autoprompt_search.prompts.calibration import Calibration, calibrate, fit_prior
 from autoprompt_search.prompts.prompt import Prompt
 from autoprompt_search.scoring.evaluator import Evaluator
+from autoprompt_search.scoring.halving import rank
 from autoprompt_search.scoring.metrics import selection_score
 
 VERBALIZER = {"0": "bad", "1": "good"}
@@ -83,7 +84,7 @@ def test_rank_and_metrics_use_calibrated_scores(tiny_causal_lm: LanguageModel, s
     evaluator = Evaluator(tiny_causal_lm, calibration="contextual")
     table = evaluator.score(prompts, dev, sentiment_task)
     expected = [selection_score(table.metrics(c), "classification") for c in range(2)]
-    ranking = evaluator.rank(prompts, dev, sentiment_task, rungs=1)
+    ranking = rank(evaluator, prompts, dev, sentiment_task, rungs=1)
     assert sorted(ranking.scores) == sorted(expected)
     plain = Evaluator(tiny_causal_lm).score(prompts, dev, sentiment_task)
     assert [plain.metrics(c)["gold_logprob"] for c in range(2)] != [table.metrics(c)["gold_logprob"] for c in range(2)]
@@ -92,7 +93,7 @@ def test_rank_and_metrics_use_calibrated_scores(tiny_causal_lm: LanguageModel, s
 def test_fitted_prompt_round_trips_and_scores_the_same(tiny_causal_lm: LanguageModel, sentiment_task: Task,
                                                         tmp_path: Path) -> None:
     evaluator = Evaluator(tiny_causal_lm, calibration="contextual")
-    fitted = evaluator.fitted(CAUSAL, sentiment_task)
+    fitted = evaluator.resolved(CAUSAL, sentiment_task)
     assert fitted.calibration.fitted and dict(fitted.calibration.p_cf).keys() == {"0", "1"}
     fitted.save(tmp_path)
     saved = json.loads((tmp_path / "prompt.json").read_text())["calibration"]

@@ -18,10 +18,10 @@ import torch
 from autoprompt_search.cli import main
 from autoprompt_search.data.tasks import Example, Task
 from autoprompt_search.models.language_model import LanguageModel
-from autoprompt_search.prompts import deep_prompt
 from autoprompt_search.prompts.calibration import Calibration, calibrate, fit_prior
 from autoprompt_search.prompts.demonstrations import Demonstrations
 from autoprompt_search.prompts.prompt import Prompt
+from autoprompt_search.scoring import deep_prompt
 from autoprompt_search.scoring.evaluator import Evaluator, Job
 from autoprompt_search.scoring.soft_forward import soft_forward
 from autoprompt_search.searchers import PromptTuningSearcher
@@ -108,7 +108,7 @@ def test_training_forward_sees_the_evaluators_demonstrations(request, lm_name, s
     examples = sentiment_task.split("train")[:5]  # drawn from the pool: each gets others as demonstrations
     expected = evaluator.score([prompt], examples, sentiment_task).scores[0]
     soft = prompt.soft.clone().requires_grad_(True)
-    batch = soft_forward(evaluator.encoder, evaluator.prepare(prompt, sentiment_task), examples, sentiment_task,
+    batch = soft_forward(evaluator.encoder, evaluator.validated(prompt, sentiment_task), examples, sentiment_task,
                          soft, demos=evaluator.context.demonstrations)
     np.testing.assert_allclose(batch.scores.detach().numpy(), expected, rtol=ATOL, atol=ATOL)
 
@@ -118,7 +118,7 @@ def test_prompt_file_carries_soft_deep_head_calibration_and_demos(tiny_causal_lm
     lm = tiny_causal_lm
     evaluator = Evaluator(lm, calibration="contextual", demos=Demonstrations(k=1, separator="\n"))
     prompt = dataclasses.replace(_head_prompt(lm, "[V*2]{sentence} It was[P]"), deep=_deep(lm, 2, 6))
-    fitted = evaluator.fitted(prompt, sentiment_task)
+    fitted = evaluator.resolved(prompt, sentiment_task)
     fitted.save(tmp_path)
     loaded = Prompt.load(tmp_path)
     for name in ("soft", "deep", "head"):

@@ -13,9 +13,9 @@ import torch
 
 from autoprompt_search.errors import PromptFileError
 from autoprompt_search.models.language_model import LanguageModel
-from autoprompt_search.prompts import deep_prompt
-from autoprompt_search.prompts.deep_prompt import KVShape, kv_shape
-from autoprompt_search.scoring.batching import pad_rows
+from autoprompt_search.scoring import deep_prompt
+from autoprompt_search.scoring.deep_prompt import KVShape, kv_shape
+from autoprompt_search.scoring.rows import pad_rows
 
 ATOL = 1e-4
 

@@ -11,8 +11,8 @@ import torch
 from autoprompt_search import SEARCHERS, Budget
 from autoprompt_search.cli import main
 from autoprompt_search.errors import TemplateError
-from autoprompt_search.prompts import deep_prompt
 from autoprompt_search.prompts.prompt import Prompt
+from autoprompt_search.scoring import deep_prompt
 from autoprompt_search.scoring.evaluator import Evaluator
 
 VERBALIZER = {"0": "bad", "1": "good"}

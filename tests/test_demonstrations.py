@@ -119,7 +119,7 @@ def test_demonstrations_round_trip_and_are_recorded(tiny_causal_lm: LanguageMode
                                                     tmp_path: Path) -> None:
     config = Demonstrations(k=2, per_class=False, selection="similar", seed=5, separator="\n---\n")
     evaluator = Evaluator(tiny_causal_lm, demos=config, calibration="contextual")
-    fitted = evaluator.fitted(PROMPT, sentiment_task)
+    fitted = evaluator.resolved(PROMPT, sentiment_task)
     assert fitted.demos == config
     fitted.save(tmp_path)
     assert json.loads((tmp_path / "prompt.json").read_text())["demonstrations"] == {
@@ -146,7 +146,7 @@ def test_fact_tasks_show_the_object_and_draw_k_in_all(tiny_causal_lm: LanguageMo
     evaluator = Evaluator(tiny_causal_lm)
     evaluator.score([prompt], fact_task.split("dev"), fact_task)
     query = fact_task.split("dev")[0]
-    demos = evaluator.context.demonstrations(evaluator.settle(prompt), query, fact_task)
+    demos = evaluator.context.demonstrations(evaluator.with_defaults(prompt), query, fact_task)
     assert len(demos) == 2 and all(d in fact_task.split("train") for d in demos)
     text = tiny_causal_lm.decode(list(evaluator.encoder.encode(prompt, query, demos).before))
     assert f"The capital of {demos[0].fields['sub_label']} is {demos[0].label}\n\n" in text

@@ -21,7 +21,8 @@ from autoprompt_search.models.language_model import LanguageModel
 from autoprompt_search.prompts.prompt import Prompt
 from autoprompt_search.prompts.verbalizer import Verbalizer
 from autoprompt_search.scoring import metrics
-from autoprompt_search.scoring.evaluator import Evaluator, ScoreTable
+from autoprompt_search.scoring.evaluator import Evaluator
+from autoprompt_search.scoring.score_table import ScoreTable
 
 ATOL = 1e-4
 MULTI = "fantastic"  # not in the tokenizer's corpus: several tokens

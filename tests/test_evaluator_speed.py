@@ -14,6 +14,7 @@ from autoprompt_search.models.language_model import LanguageModel
 from autoprompt_search.prompts.prompt import Prompt
 from autoprompt_search.scoring import metrics
 from autoprompt_search.scoring.evaluator import Evaluator
+from autoprompt_search.scoring.halving import rank
 
 WORDS = {"0": ["bad", "terrible"], "1": ["good", "fantastic"]}  # "fantastic" is several tokens here
 
@@ -86,7 +87,7 @@ def test_successive_halving_keeps_the_full_evaluation_winner(tiny_causal_lm, sen
     full = evaluator.score(prompts, examples, sentiment_task)
     full_scores = [metrics.selection_score(full.metrics(i), "classification") for i in range(len(prompts))]
     rows_before = evaluator.forward_rows
-    ranking = evaluator.rank(prompts, examples, sentiment_task, keep=0.5, rungs=3)
+    ranking = rank(evaluator, prompts, examples, sentiment_task, keep=0.5, rungs=3)
     assert [r["examples"] for r in ranking.rungs] == [6, 12, 24]
     assert [len(r["candidates"]) for r in ranking.rungs] == [8, 4, 2]
     assert len(ranking.order) == 2
@@ -97,7 +98,7 @@ def test_successive_halving_keeps_the_full_evaluation_winner(tiny_causal_lm, sen
 
 def test_rank_rejects_bad_arguments(tiny_causal_lm, sentiment_task: Task) -> None:
     with pytest.raises(ValueError, match="keep"):
-        Evaluator(tiny_causal_lm).rank(trigger_candidates(tiny_causal_lm), sentiment_task.split("dev"),
+        rank(Evaluator(tiny_causal_lm), trigger_candidates(tiny_causal_lm), sentiment_task.split("dev"),
                                        sentiment_task, keep=1.5)
 
 

@@ -92,7 +92,7 @@ def test_cache_keys_follow_content_and_entries_round_trip(tmp_path: Path, tiny_c
     assert key != cache_key(evaluator, prompt, test[:-1], task)
     calibrated = Evaluator(tiny_causal_lm, calibration="contextual")
     assert key != cache_key(calibrated, prompt, test, task)
-    fitted = calibrated.fitted(prompt, task)
+    fitted = calibrated.resolved(prompt, task)
     assert fitted.calibration.fitted and cache_key(calibrated, fitted, test, task) == cache_key(
         calibrated, prompt, test, task)  # p_cf is a function of the rest
     demos = Evaluator(tiny_causal_lm, demos=Demonstrations(k=1))

@@ -10,7 +10,7 @@ import torch
 
 from autoprompt_search import Evaluator, Prompt
 from autoprompt_search.errors import PromptFileError, TemplateError
-from autoprompt_search.scoring.batching import pad_rows
+from autoprompt_search.scoring.rows import pad_rows
 from autoprompt_search.searchers import PromptTuningSearcher
 
 

@@ -15,10 +15,10 @@ import torch
 
 from autoprompt_search.errors import DataError, PromptFileError
 from autoprompt_search.models.language_model import LanguageModel
-from autoprompt_search.prompts import deep_prompt
 from autoprompt_search.prompts.prompt import Prompt
-from autoprompt_search.scoring.batching import pad_rows
+from autoprompt_search.scoring import deep_prompt
 from autoprompt_search.scoring.evaluator import Evaluator, Job
+from autoprompt_search.scoring.rows import pad_rows
 
 ATOL = 1e-4
 VERBALIZER = {"0": "bad", "1": "good"}

@@ -14,7 +14,7 @@ import pytest
 from optuna.trial import TrialState
 
 from autoprompt_search import Budget, Evaluator, Task
-from autoprompt_search.errors import StudyError, VerbalizerError
+from autoprompt_search.errors import ConfigError, StudyError, VerbalizerError
 from autoprompt_search.prompts.grammar import Grammar
 from autoprompt_search.searchers import OptunaSearcher
 from autoprompt_search.searchers.optuna_search import Space
@@ -96,7 +96,7 @@ def test_without_templates_the_builtin_grammar_is_searched(tiny_causal_lm, senti
 @pytest.mark.parametrize(("options", "error", "match"), [
     ({"verbalizers": [], "label_top_k": 0}, VerbalizerError, "needs label words"),
     ({"verbalizers": VERBALIZERS, "pruner": "hyperband"}, StudyError, "unknown pruner"),
-    ({"verbalizers": VERBALIZERS, "trials": 0}, StudyError, "trials must be at least 1"),
+    ({"verbalizers": VERBALIZERS, "trials": 0}, ConfigError, "trials=0 leaves it no work"),
     ({"verbalizers": VERBALIZERS, "storage": "postgresql://u:secret@127.0.0.1:1/db"}, StudyError, r"u:\*\*\*@"),
 ])
 def test_bad_options_are_refused(tiny_causal_lm, sentiment_task, options, error, match) -> None:

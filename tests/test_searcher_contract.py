@@ -1,4 +1,7 @@
-"""One conformance suite, run over every registered searcher (STYLE.md, principle 8)."""
+"""One conformance suite, run over every registered searcher (ARCHITECTURE.md, "Add a searcher").
+
+Each searcher runs on a tiny causal LM and on a tiny masked LM; its configuration must rebuild it;
+an option that leaves it no work is refused before any work starts."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from autoprompt_search import SEARCHERS, Budget, Searcher
-from autoprompt_search.errors import BudgetError
+from autoprompt_search.errors import AutopromptError
 from autoprompt_search.searchers import StepRecord
 
 VERBALIZER = {"0": "bad", "1": "good"}
@@ -45,8 +48,22 @@ CONFIGS: dict[str, Callable[[int], Searcher]] = {
 }
 
 
+#: Per searcher: an option that leaves it nothing to do, and the words its refusal must contain.
+NO_WORK: dict[str, tuple[dict, str]] = {
+    "manual": ({"templates": []}, "at least one template"),
+    "autoprompt": ({"iterations": 0}, "iterations=0 leaves it no work"),
+    "label-search": ({"finalists": 0}, "finalists=0 leaves it no work"),
+    "prompt-tuning": ({"steps": 0}, "steps=0"),
+    "p-tuning": ({"steps": 0}, "steps=0"),
+    "p-tuning-v2": ({"steps": 0}, "steps=0"),
+    "prefix-tuning": ({"steps": 0}, "steps=0"),
+    "filter": ({"finalists": 0}, "finalists=0 leaves it no work"),
+    "optuna": ({"trials": 0}, "trials=0 leaves it no work"),
+}
+
+
 def test_every_searcher_has_a_contract_config() -> None:
-    assert set(CONFIGS) == set(SEARCHERS)
+    assert set(CONFIGS) == set(SEARCHERS) == set(NO_WORK)
 
 
 class _Interrupt(Exception):
@@ -100,6 +117,20 @@ class TestSearcherContract:
         assert _comparable(resumed) == _comparable(straight)
         assert len((tmp_path / "history.jsonl").read_text().splitlines()) == len(straight.history)
 
-    def test_zero_budget_is_refused(self, name) -> None:
-        with pytest.raises(BudgetError, match="allows no work"):
-            Budget(iterations=0)
+    def test_an_option_that_leaves_no_work_is_refused(self, name) -> None:
+        config = {**CONFIGS[name](0).config(), **NO_WORK[name][0]}
+        with pytest.raises(AutopromptError, match=NO_WORK[name][1]):
+            SEARCHERS[name](**config)
+
+    def test_config_rebuilds_an_equal_searcher(self, name) -> None:
+        searcher = CONFIGS[name](5)
+        config = searcher.config()
+        assert json.loads(json.dumps(config)) == config  # what config.json holds
+        assert SEARCHERS[name](**config).config() == config
+        assert config["seed"] == 5
+
+    def test_runs_on_a_masked_lm(self, name, tiny_masked_lm, sentiment_task) -> None:
+        result = CONFIGS[name](0).search(sentiment_task, tiny_masked_lm, budget=Budget(iterations=2), progress=False)
+        assert 1 <= len(result.history) <= 2
+        assert result.test_metrics is not None and 0 <= result.test_metrics["accuracy"] <= 1
+        assert "[T" not in result.prompt.render(tiny_masked_lm.decode)  # found triggers are filled in

@@ -1,4 +1,6 @@
-"""Model loading and the LanguageModel wrapper."""
+"""Models: ``load_model`` (a name, a local folder or the embedded SmolLM2 GGUF, converted once and
+cached) and the :class:`LanguageModel` wrapper that gives masked and causal LMs one interface, plus
+which vocabulary tokens may stand in a prompt. Beside ``data`` at the bottom: it knows no prompts."""
 
 from .embedded import DEFAULT_MODEL
 from .language_model import LanguageModel

@@ -1,6 +1,6 @@
 """The template mini-language, parsed by a real scanner into plain segments.
 
-Syntax (see DESIGN.md):
+Syntax (ARCHITECTURE.md and README.md, "Templates"):
 
 - ``{field}``        a field of the example, e.g. ``{sentence}``, ``{sub_label}``;
 - ``[T]``, ``[T*5]``  discrete trigger slots, filled by a discrete searcher;

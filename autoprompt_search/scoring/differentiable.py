@@ -15,8 +15,8 @@ from ..data.tasks import Example
 from ..errors import TemplateError
 from ..models.language_model import LanguageModel
 from ..prompts.prompt import Prompt
-from .batching import pad_rows
 from .encoding import PromptEncoder
+from .rows import pad_rows
 
 
 def _rows(encoder: PromptEncoder, prompt: Prompt, examples: Sequence[Example]):

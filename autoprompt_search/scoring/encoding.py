@@ -16,10 +16,10 @@ from dataclasses import dataclass, replace
 from ..data.tasks import Example, Task
 from ..errors import DataError, PromptFileError, TemplateError
 from ..models.language_model import LanguageModel
-from ..prompts.deep_prompt import check_deep
 from ..prompts.prompt import Prompt
 from ..prompts.template import Answer, Field, Soft, Text, Trigger
 from ..prompts.verbalizer import spaced, word_token_ids
+from .deep_prompt import check_deep
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ Priors = Mapping[PriorKey, np.ndarray]
 
 
 class InContext:
-    """Per-Evaluator state of calibration and demonstrations (prompts arrive settled and validated)."""
+    """Per-Evaluator state of calibration and demonstrations (prompts arrive validated: see Evaluator.validated)."""
 
     def __init__(self, model: LanguageModel) -> None:
         self.model = model

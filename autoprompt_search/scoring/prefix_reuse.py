@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..models.language_model import LanguageModel
-from .batching import MAX_ROWS, Queries, Row, Scoring, is_oom, pad_rows, splice_soft
+from .rows import MAX_ROWS, Queries, Row, Scoring, is_oom, pad_rows, splice_soft
 
 #: A prefix shorter than this is not worth a separate pass.
 MIN_PREFIX = 4

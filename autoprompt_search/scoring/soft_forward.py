@@ -21,23 +21,28 @@ import numpy as np
 import torch
 
 from ..data.tasks import Example, Task
-from ..prompts import deep_prompt
 from ..prompts.prompt import Prompt
-from .batching import pad_rows, splice_soft
+from . import deep_prompt
 from .encoding import PromptEncoder
-from .evaluator import DemoSource, _head_log_probs, _Plan
+from .plan import DemoSource, Plan, head_log_probs
+from .rows import pad_rows, splice_soft
 
 
 @dataclass(frozen=True)
 class SoftBatch:
     """What one forward produced: ``scores`` (E, L) class log-probs, or (E,) gold-object log-probs
-    for fact tasks; ``gold`` (E,) gold label indices (classification; -1 when unlabelled)."""
+    for fact tasks, or (E,) summed reference log-probs for generation with ``tokens`` (E,) their
+    token counts; ``gold`` (E,) gold label indices (classification; -1 when unlabelled)."""
 
     scores: torch.Tensor
     gold: torch.Tensor
+    tokens: torch.Tensor | None = None
 
     def loss(self) -> torch.Tensor:
-        """Mean cross-entropy over the classes (classification) or mean -log p(gold object) (facts)."""
+        """Mean cross-entropy over the classes (classification), mean -log p(gold object) (facts), or
+        the references' mean per-token NLL (generation, as language-model fine-tuning averages it)."""
+        if self.tokens is not None:
+            return -self.scores.sum() / self.tokens.sum()
         if self.scores.ndim == 1:
             return -self.scores.mean()
         keep = self.gold >= 0
@@ -64,7 +69,7 @@ def soft_forward(
     ``context.demonstrations``) puts in-context demonstrations before each example, as in scoring.
     """
     lm = encoder.lm
-    plan = _Plan(encoder, lm.is_causal, lm.mask_id, demos)
+    plan = Plan(encoder, lm.is_causal, lm.mask_id, demos)
     plan.add_job(0, [prompt], examples, task)
     ids, mask = pad_rows(lm, [row.ids for row in plan.rows])
     splices = [(b, p, t, k) for b, row in enumerate(plan.rows) for p, t, k in row.soft]
@@ -75,6 +80,9 @@ def soft_forward(
     if head is not None:
         return SoftBatch(_head_scores(plan, hidden, head), gold)
     log_probs = _query_log_probs(lm, plan, hidden)  # (Q,)
+    if task.kind == "generation":  # every reference of each example: one label, its references the words
+        tokens = torch.tensor([float(sum(len(q) for q in w[0])) for w in plan.words])
+        return SoftBatch(torch.stack([sum(log_probs[q].sum() for q in w[0]) for w in plan.words]), gold, tokens)
     if task.kind != "classification":
         return SoftBatch(torch.stack([log_probs[list(w[0][0])].sum() for w in plan.words]), gold)
     reduce = torch.mean if prompt.verbalizer.reduction == "mean" else torch.sum
@@ -85,7 +93,7 @@ def soft_forward(
     return SoftBatch(torch.stack(scores), gold)  # (E, L)
 
 
-def _query_log_probs(lm: Any, plan: _Plan, hidden: torch.Tensor) -> torch.Tensor:
+def _query_log_probs(lm: Any, plan: Plan, hidden: torch.Tensor) -> torch.Tensor:
     """Log-prob of each query's token, read once per distinct site (row, position)."""
     q = plan.queries
     width = hidden.shape[1]
@@ -95,9 +103,9 @@ def _query_log_probs(lm: Any, plan: _Plan, hidden: torch.Tensor) -> torch.Tensor
     return log_probs[torch.as_tensor(site_of_query.reshape(-1)), torch.as_tensor(q.token)]
 
 
-def _head_scores(plan: _Plan, hidden: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+def _head_scores(plan: Plan, hidden: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     """(E, L) log-softmax of ``head`` (L, H + 1) on the hidden state where each example's answer is read."""
     first = [w[0][0][0] for w in plan.words]  # the query of each example's first word token
     rows = torch.as_tensor([plan.queries.row[i] for i in first])
     pos = torch.as_tensor([plan.queries.pos[i] for i in first])
-    return _head_log_probs(head, hidden[rows, pos])  # (E, L)
+    return head_log_probs(head, hidden[rows, pos])  # (E, L)

@@ -1,4 +1,7 @@
-"""Searchers: every strategy behind one interface, registered by name."""
+"""Searchers: every strategy behind one :class:`Searcher` interface, registered by name. The base
+class owns the loop (budget, progress, history, checkpoints, final scoring); a searcher proposes
+candidates and asks the shared Evaluator to score them. ``soft/`` holds the continuous searchers,
+``candidates/`` the sources of discrete candidates, ``config`` how options are read and checked."""
 
 from .autoprompt import AutoPromptSearcher
 from .base import SEARCHERS, SearchContext, Searcher, register

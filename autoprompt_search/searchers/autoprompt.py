@@ -34,8 +34,8 @@ from ..prompts.prompt import Prompt
 from ..prompts.template import parse_template
 from ..scoring.differentiable import trigger_gradient
 from ..scoring.metrics import selection_score
-from .base import SearchContext, Searcher, register
-from .config import choice, merge_preset, single
+from .base import OneTemplate, SearchContext, Searcher, register
+from .config import choice, merge_preset, positive, single
 from .records import Step
 
 #: Named settings. "sst2" and "lama" are the reference code's README settings; "cpu" reaches most
@@ -53,7 +53,7 @@ _TRIGGER_SLOTS = re.compile(r" ?\[T(?:\*\d+)?\]")
 
 
 @register
-class AutoPromptSearcher(Searcher):
+class AutoPromptSearcher(OneTemplate, Searcher):
     """Gradient-guided trigger search over the ``[T]`` slots of one template."""
 
     name = "autoprompt"
@@ -86,6 +86,8 @@ class AutoPromptSearcher(Searcher):
         self.score = choice("AutoPrompt", "score", score, ("logprob", "accuracy"))
         self.objective = choice("AutoPrompt", "objective", objective, ("vocab", "class"))
         self.preset, self.init, self.confirm = preset, init, confirm
+        counts = ("num_cand", "accumulation_steps", "batch_size", "iterations")
+        positive("AutoPrompt", **{k: settings[k] for k in counts})
         self._logprob_key = "class_logprob" if objective == "class" else "gold_logprob"  # the objective's metric
         self.num_cand = int(settings["num_cand"])
         self.accumulation_steps = int(settings["accumulation_steps"])
@@ -96,14 +98,6 @@ class AutoPromptSearcher(Searcher):
         self._best: tuple[list[int] | None, float] = (None, float("-inf"))
         self._steps = 0
 
-
-    @property
-    def template(self) -> str:
-        return self.templates[0]
-
-    @property
-    def verbalizer(self) -> Mapping[str, Any] | None:
-        return self.verbalizers[0]
 
     def expected_steps(self) -> int:
         return self.iterations
@@ -170,6 +164,10 @@ class AutoPromptSearcher(Searcher):
     # --- helpers -------------------------------------------------------------------------------
     def _prepare(self, ctx: SearchContext) -> None:
         """Parse and check the template and label words; build the candidate vocabulary."""
+        if ctx.task.kind == "generation":
+            raise TemplateError(f"task {ctx.task.name!r} is a generation task, but AutoPrompt's gradient step reads "
+                                "one answer token, not a whole text: train [V]/deep prompts (prompt-tuning, "
+                                "prefix-tuning) or search discrete templates with filter/optuna")
         template = parse_template(self.template)
         if not template.n_triggers:
             raise TemplateError(f"template {self.template!r} has no [T] slots for AutoPrompt to fill: add e.g. [T*3]")

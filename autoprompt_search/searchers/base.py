@@ -9,7 +9,7 @@ A searcher implements four small methods, called in this order::
 
 and exposes ``best`` (the incumbent prompt and its selection score). The loop — budget, progress
 bar, history, checkpoints, callbacks, final scoring and run-directory artifacts — lives here once,
-so a new searcher is one small module (STYLE.md, principle 1).
+so a new searcher is one small module (ARCHITECTURE.md, "Add a searcher").
 """
 
 from __future__ import annotations
@@ -168,10 +168,11 @@ class Searcher(ABC):
     ) -> SearchResult:
         prompt, score = self.best
         # The saved prompt carries the Evaluator's calibration (with its fitted prior) and demonstrations.
-        prompt = ctx.evaluator.fitted(dataclasses.replace(prompt, model=ctx.signature()), ctx.task)
-        dev_metrics = ctx.evaluator.evaluate(prompt, ctx.select, ctx.task)
+        prompt = ctx.evaluator.resolved(dataclasses.replace(prompt, model=ctx.signature()), ctx.task)
+        # generation: the final prompt is decoded (BLEU, ROUGE-L); the search itself selected on likelihood
+        dev_metrics = ctx.evaluator.evaluate(prompt, ctx.select, ctx.task, decode=True)
         test = ctx.task.split("test") if ctx.task.has_split("test") else None
-        test_metrics = ctx.evaluator.evaluate(prompt, test, ctx.task) if test is not None else None
+        test_metrics = ctx.evaluator.evaluate(prompt, test, ctx.task, decode=True) if test is not None else None
         result = SearchResult(self.name, self.config(), self.seed, prompt, score, dev_metrics, test_metrics,
                               history, select_split)
         if run:
@@ -186,3 +187,19 @@ SEARCHERS: dict[str, type[Searcher]] = {}
 def register(cls: type[Searcher]) -> type[Searcher]:
     SEARCHERS[cls.name] = cls
     return cls
+
+
+class OneTemplate:
+    """For searchers that search one template (and one verbalizer): ``templates``/``verbalizers`` are
+    one-entry lists (:func:`.config.single`), so the configuration reads like every other searcher's."""
+
+    templates: list[str]
+    verbalizers: list[Any]
+
+    @property
+    def template(self) -> str:
+        return self.templates[0]
+
+    @property
+    def verbalizer(self) -> Any:
+        return self.verbalizers[0]

@@ -18,35 +18,28 @@ from ..errors import ConfigError
 _CLI_FLAGS = {"templates": "--template", "verbalizers": "--verbalizer"}
 
 
-def parameter_names(cls: type) -> list[str]:
+def _constructor_parameters(cls: type) -> list[inspect.Parameter]:
     """Keyword parameters of ``cls``'s constructor, following ``**kwargs`` up the class hierarchy."""
-    names: list[str] = []
+    found: list[inspect.Parameter] = []
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is None:
             continue
-        parameters = inspect.signature(init).parameters
-        for name, p in parameters.items():
-            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and name not in names:
-                names.append(name)
-        if not any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+        parameters = inspect.signature(init).parameters.values()
+        found += [p for p in parameters if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
             break
-    return names
+    return found
+
+
+def parameter_names(cls: type) -> list[str]:
+    """The options ``cls`` takes, in signature order (a subclass's first)."""
+    return list(dict.fromkeys(p.name for p in _constructor_parameters(cls)))
 
 
 def required_names(cls: type) -> list[str]:
-    """Constructor parameters without a default, anywhere up the ``**kwargs`` chain."""
-    required: list[str] = []
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        parameters = inspect.signature(init).parameters
-        required += [n for n, p in parameters.items() if n != "self" and p.default is p.empty
-                     and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-        if not any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
-            break
-    return required
+    """The options ``cls`` cannot do without (no default anywhere up the ``**kwargs`` chain)."""
+    return [p.name for p in _constructor_parameters(cls) if p.default is p.empty]
 
 
 def plain(value: Any) -> Any:
@@ -100,3 +93,10 @@ def choice(searcher: str, option: str, value: Any, allowed: Sequence[Any]) -> An
     if value not in allowed:
         raise ConfigError(f"unknown {searcher} {option} {value!r}: use one of {', '.join(map(repr, allowed))}")
     return value
+
+
+def positive(searcher: str, **values: int | float | None) -> None:
+    """Refuse counts below 1 (``None`` means unset): an option that leaves the searcher no work."""
+    for option, value in values.items():
+        if value is not None and value < 1:
+            raise ConfigError(f"{searcher} option {option}={value} leaves it no work: give at least 1")

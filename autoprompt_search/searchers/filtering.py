@@ -38,11 +38,13 @@ from ..errors import AutopromptError, BudgetError, TemplateError
 from ..prompts.grammar import Grammar, builtin_grammar
 from ..prompts.prompt import Prompt
 from ..prompts.verbalizer import Verbalizer
-from ..scoring.evaluator import Evaluator, best_first, halving_sizes
-from ..scoring.metrics import selection_score
+from ..scoring.evaluator import Evaluator
+from ..scoring.halving import best_first, halving_sizes
+from ..scoring.metrics import decoded_score, selection_score
 from .base import SearchContext, Searcher, register
 from .candidates.mutations import mutants
 from .candidates.proposals import propose_templates
+from .config import positive
 from .labels import find_label_words
 from .pool import Spec
 from .records import Step
@@ -84,6 +86,7 @@ class FilterSearcher(Searcher):
         seed: int = 0,
     ) -> None:
         super().__init__(seed=seed)
+        positive(self.name, finalists=finalists, first_slice=first_slice, label_top_k=label_top_k)
         self.templates, self.verbalizers = list(templates), list(verbalizers)
         self.grammar, self.builtin = grammar, builtin
         self.label_words, self.label_top_k = label_words, label_top_k
@@ -192,6 +195,9 @@ class FilterSearcher(Searcher):
         return scores
 
     def _select_scores(self, ctx: SearchContext, indices: list[int]) -> list[float]:
+        if ctx.task.kind == "generation":  # likelihood ranked them on train; the few finalists are decoded on dev
+            return [decoded_score(ctx.evaluator.evaluate(self._prompt(i), ctx.select, ctx.task, decode=True))
+                    for i in indices]
         return self._scores(ctx.evaluator, ctx, indices, ctx.select)
 
     def _scores(self, evaluator: Evaluator, ctx: SearchContext, indices: list[int],

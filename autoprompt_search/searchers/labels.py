@@ -25,7 +25,7 @@ from ..prompts.prompt import Prompt
 from ..prompts.template import parse_template
 from ..scoring.differentiable import answer_log_probs
 from .base import SearchContext, register
-from .config import single
+from .config import positive, single
 from .pool import PoolSearcher, Spec
 
 #: Above this many assignments, a beam over classes replaces exhaustive enumeration.
@@ -53,6 +53,7 @@ class LabelSearcher(PoolSearcher):
         super().__init__(per_step=per_step, seed=seed)
         self.templates = single(self.name, "templates", templates, "{sentence} It was[P]")
         self.verbalizers = list(verbalizers or [])
+        positive(self.name, top_k=top_k, max_examples=max_examples, finalists=finalists)
         self.top_k, self.max_examples, self.finalists = top_k, max_examples, finalists
         self.allow_capitalized = allow_capitalized
 

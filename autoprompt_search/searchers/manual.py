@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import TemplateError
+from ..errors import ConfigError
 from ..prompts.verbalizer import Verbalizer
 from .base import SearchContext, register
 from .pool import PoolSearcher, Spec
@@ -32,6 +32,8 @@ class ManualSearcher(PoolSearcher):
         seed: int = 0,
     ) -> None:
         super().__init__(per_step=per_step, seed=seed)
+        if not templates:
+            raise ConfigError("the manual searcher needs at least one template: pass --template (or templates=[...])")
         self.templates = tuple(templates)
         self.verbalizers = tuple(verbalizers) or (None,)
 
@@ -40,8 +42,6 @@ class ManualSearcher(PoolSearcher):
         return -(-len(self.templates) * len(self.verbalizers) // self.per_step)
 
     def build_pool(self, ctx: SearchContext) -> list[Spec]:
-        if not self.templates:
-            raise TemplateError("the manual searcher needs at least one template: pass --template")
         words = [None if v is None else {k: list(w) for k, w in Verbalizer.parse(
             json.loads(v) if isinstance(v, str) else v).words.items()} for v in self.verbalizers]
         return list(itertools.product(self.templates, words))

@@ -34,9 +34,11 @@ from optuna.trial import TrialState
 from ..errors import StudyError, TemplateError, VerbalizerError
 from ..prompts.grammar import Grammar, builtin_grammar
 from ..prompts.prompt import Prompt
-from ..scoring.evaluator import ScoreTable, halving_sizes
+from ..scoring.halving import halving_sizes
 from ..scoring.metrics import selection_score
+from ..scoring.score_table import ScoreTable
 from .base import SearchContext, Searcher, register
+from .config import positive
 from .labels import candidate_words, sample_examples
 from .records import Step
 from .studies import best_trial, open_study, storage_url, tpe_sampler, trial_from_json, trial_to_json
@@ -116,6 +118,7 @@ class OptunaSearcher(Searcher):
         seed: int = 0,
     ) -> None:
         super().__init__(seed=seed)
+        positive(self.name, trials=trials, rungs=rungs, label_examples=label_examples)
         self.templates = list(templates or [])
         self.verbalizers = [json.loads(v) if isinstance(v, str) else dict(v) for v in verbalizers or [] if v]
         self.label_top_k = label_top_k
@@ -199,9 +202,6 @@ class OptunaSearcher(Searcher):
     def _check_options(self) -> None:
         if self.pruner not in ("halving", "median", "none"):
             raise StudyError(f"unknown pruner {self.pruner!r} for the optuna searcher: use halving, median or none")
-        for name in ("trials", "rungs", "label_examples"):
-            if getattr(self, name) < 1:
-                raise StudyError(f"the optuna searcher's {name} must be at least 1, got {getattr(self, name)}")
 
     def _open(self, ctx: SearchContext) -> None:
         self._order = [int(i) for i in np.random.default_rng(SHARED_SEED).permutation(len(ctx.select))]

@@ -2,7 +2,7 @@
 
 A study lives in memory by default, in a SQLite file for persistence, or on a PostgreSQL server so
 that several processes or machines work on one study: each asks the storage for a trial, scores it,
-and tells the result back, and the samplers read the whole history from the storage (DESIGN.md,
+and tells the result back, and the samplers read the whole history from the storage (ARCHITECTURE.md,
 "Scaling out": nothing home-made for distribution).
 """
 

@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 import torch
 
 from ...errors import AutopromptError, PromptFileError, TemplateError
-from ...prompts.deep_prompt import kv_shape, text_prefix
 from ...prompts.prompt import Prompt
+from ...scoring.deep_prompt import kv_shape, text_prefix
 from ..base import SearchContext
 from .initialization import init_token_ids, parse_init
 from .trainer import SoftSearcher

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from ...errors import AutopromptError
-from ...prompts.deep_prompt import kv_shape
 from ...prompts.prompt import Prompt
+from ...scoring.deep_prompt import kv_shape
 from ..base import SearchContext, register
 from .deep import DeepSearcher
 from .trainer import Parameterization, PromptTensors

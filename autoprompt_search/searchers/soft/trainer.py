@@ -34,13 +34,13 @@ import torch
 from torch import nn
 
 from ...data.loaders import load_task
-from ...data.tasks import Example, Task
+from ...data.tasks import Example, Task, one_per_reference
 from ...errors import AutopromptError, BudgetError, ConfigError, TemplateError
 from ...prompts.prompt import Prompt
 from ...prompts.template import parse_template
 from ...scoring.metrics import selection_score
 from ...scoring.soft_forward import SoftBatch, soft_forward
-from ..base import SearchContext, Searcher
+from ..base import OneTemplate, SearchContext, Searcher
 from ..config import choice, merge_preset, single
 from ..records import Step
 from .initialization import parse_init
@@ -118,7 +118,7 @@ class TrainSettings:
             raise BudgetError(f"lr must be > 0, patience >= 1 (or None), warmup >= 0; got {self}")
 
 
-class SoftSearcher(Searcher):
+class SoftSearcher(OneTemplate, Searcher):
     """Base of the continuous searchers; subclasses implement :meth:`parameterization`."""
 
     #: Named settings (``preset=``); subclasses cite their source.
@@ -160,14 +160,6 @@ class SoftSearcher(Searcher):
     def settings(self) -> TrainSettings:
         """The optimisation settings, resolved from the preset and the options given."""
         return TrainSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(TrainSettings)})
-
-    @property
-    def template(self) -> str:
-        return self.templates[0]
-
-    @property
-    def verbalizer(self) -> Mapping[str, Any] | None:
-        return self.verbalizers[0]
 
     default_template: ClassVar[str] = "[V*8]{sentence} It was[P]"
 
@@ -277,7 +269,7 @@ class SoftSearcher(Searcher):
             prompt = dataclasses.replace(prompt, soft=torch.zeros(template.n_soft, hidden))
         if self.head:
             prompt = dataclasses.replace(prompt, head=torch.zeros(len(labels), hidden + 1), head_labels=labels)
-        self._prompt = ctx.evaluator.prepare(prompt, ctx.task)  # with the Evaluator's demonstrations
+        self._prompt = ctx.evaluator.validated(prompt, ctx.task)  # with the Evaluator's demonstrations
         self._parts = self._load_parts(ctx)
         param = self.parameterization(ctx, self._prompt)
         self.param = (WithHead(param, len(labels), hidden) if self.head else param).to(ctx.model.device)
@@ -316,7 +308,8 @@ class SoftSearcher(Searcher):
 
     def _load_parts(self, ctx: SearchContext) -> list[TaskPart]:
         """The searched task, then each ``also`` task with its own template and verbalizer."""
-        parts = [TaskPart(ctx.task, self._prompt, ctx.train, ctx.select)]
+        train = one_per_reference(ctx.train) if ctx.task.kind == "generation" else ctx.train
+        parts = [TaskPart(ctx.task, self._prompt, train, ctx.select)]
         for spec in self.also:
             if not isinstance(spec, Mapping) or not {"data", "template"} <= set(spec) or self.head:
                 raise AutopromptError(
@@ -331,7 +324,7 @@ class SoftSearcher(Searcher):
                     f"{self._prompt.template.n_soft}: every task of a multi-task prompt uses the same number"
                 )
             prompt = Prompt.build(template, spec.get("verbalizer"), soft=self._prompt.soft)
-            prompt = ctx.evaluator.prepare(prompt, task)
+            prompt = ctx.evaluator.validated(prompt, task)
             select = task.split("dev" if task.has_split("dev") else "train")
             parts.append(TaskPart(task, prompt, task.split("train") if task.has_split("train") else select, select))
         return parts
