@@ -76,7 +76,9 @@ def time_to_quality(path: Path, title: str, tasks: Sequence[str], searchers: Seq
     one line per searcher: the mean over seeds of each seed's step function (:func:`quality_curve`)."""
     cols = min(6, len(tasks))
     rows = math.ceil(len(tasks) / cols)
-    height = 2.1 * rows + 0.4
+    per_row = min(len(searchers), 2 * cols + 1)  # legend entries per line, to fit the figure's width
+    legend = 0.22 * math.ceil(len(searchers) / per_row) + 0.15  # inches below the panels
+    height = 2.1 * rows + legend + 0.4
     fig, axes = plt.subplots(rows, cols, figsize=(max(5.0, 2.6 * cols), height), squeeze=False)
     colours = {s: f"C{i}" for i, s in enumerate(searchers)}
     for ax, task in zip(axes.flat, tasks, strict=False):
@@ -84,7 +86,7 @@ def time_to_quality(path: Path, title: str, tasks: Sequence[str], searchers: Seq
             xs, ys = mean_quality_curve([quality_curve(r) for r in records
                                          if r["task"] == task and r["searcher"] == searcher])
             if xs:
-                ax.plot(xs, ys, color=colours[searcher], linewidth=1.0, marker=".", markersize=3,
+                ax.plot(xs, ys, color=colours[searcher], linewidth=1.0, marker="o", markersize=3,
                         drawstyle="steps-post")
         ax.set_xscale("log")
         ax.set_title(task, fontsize=8)
@@ -92,9 +94,10 @@ def time_to_quality(path: Path, title: str, tasks: Sequence[str], searchers: Seq
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
     handles = [plt.Line2D([], [], color=colours[s], label=s) for s in searchers]
-    fig.suptitle(f"{title}: test score (%) of the best prompt so far vs search seconds, mean over seeds", fontsize=10)
-    fig.legend(handles=handles, loc="lower center", fontsize=7, ncol=min(len(searchers), 6), frameon=False)
-    _save(fig, path, bottom=0.35 / height)
+    fig.suptitle(f"{title}: test score (%) of the best prompt so far\nvs search seconds (log), mean over seeds",
+                 fontsize=9)
+    fig.legend(handles=handles, loc="lower center", fontsize=7, ncol=per_row, frameon=False)
+    _save(fig, path, bottom=legend / height)
 
 
 def quality_curve(record: dict[str, Any]) -> list[tuple[float, float]]:
