@@ -1,4 +1,4 @@
-"""Shared benchmark plumbing: data location, timing, matmul peak, environment, JSON output, run summaries."""
+"""Shared benchmark plumbing: data location, timing, matmul peak, environment, JSON output."""
 
 from __future__ import annotations
 
@@ -51,11 +51,13 @@ def matmul_peak(dtype: torch.dtype, n: int = 1024, seconds: float = 1.0) -> floa
 
 
 def environment(dtype: str = "float32") -> dict[str, Any]:
+    """Versions, CPU, threads and dtype: what a measured number depends on besides the code."""
     import transformers
 
     return {
         "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-        "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+        "numpy": np.__version__, "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+        "machine": platform.machine(), "platform": platform.platform(), "threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "dtype": dtype,
     }
 
@@ -64,15 +66,3 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
     path = RESULTS / "perf" / f"{name}.json"
     atomic.write_json(path, data)
     return path
-
-
-def headline(metrics: dict[str, Any]) -> float:
-    """A run's headline number: accuracy for classification, P@1 for fact retrieval."""
-    return metrics.get("accuracy", metrics.get("p_at_1"))
-
-
-def found_vs_manual(runs: list[dict[str, Any]]) -> str:
-    """Mean ± std over runs (seeds) of the found prompt's test score, and of the manual template's."""
-    found = np.array([headline(r["test"]) for r in runs])
-    manual = np.array([headline(r["manual_test"]) for r in runs])
-    return f"{found.mean():.3f} ± {found.std():.3f} (manual {manual.mean():.3f} ± {manual.std():.3f})"

@@ -3,70 +3,64 @@
 The returned record is plain JSON: the full SearchResult, the per-example test predictions that
 paired statistics need, what the prompt stores, the environment and the wall-clock. A job that
 raises returns an error record instead, so one failure never stops the other jobs.
+
+Test scoring goes through the content-addressed :class:`~benchmarks.score_cache.ScoreCache`
+(hits, misses and the forward rows spent are in the record's ``test_scoring``). Besides the final
+prompt, the prompt that was best at each checkpoint (a fraction of the search's seconds) is scored
+on test after the search, for the time-to-quality plot: the search is timed without that work.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import platform
+import dataclasses
 import time
 import traceback
-from collections import OrderedDict
 from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import torch
 
-from autoprompt_search import Evaluator, load_model
+from autoprompt_search import Demonstrations, Evaluator, load_model
 from autoprompt_search.data.tasks import Task
 from autoprompt_search.models.language_model import LanguageModel
-from autoprompt_search.prompts.prompt import Prompt
+from autoprompt_search.prompts.prompt import ModelSignature, Prompt
 from autoprompt_search.scoring.metrics import primary_metric
 from autoprompt_search.scoring.score_table import ScoreTable
-from autoprompt_search.searchers import SEARCHERS, Budget
+from autoprompt_search.searchers import SEARCHERS, Budget, Searcher, StepRecord
 
 from . import common
+from .score_cache import ScoreCache
 from .suite import Job, SuiteError, resolve_config
 from .tasks import load_benchmark_task
 
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2
 #: Loaded models by (name, device): each worker process loads a model once for all its jobs.
 _MODELS: dict[tuple[str, str], tuple[LanguageModel, int]] = {}
-#: Test score tables by (model, evaluator options, test examples, prompt). Seeds of a fixed test
-#: set often end on the same prompt (always, for a one-template manual baseline); scoring is
-#: deterministic, so the table is reused instead of recomputed, and the record says so.
-_TEST_TABLES: OrderedDict[str, ScoreTable] = OrderedDict()
-_TEST_TABLES_MAX = 32
 
 
-def execute(job: Job, data_dir: str | None = None, threads: int | None = None) -> dict[str, Any]:
-    """Run ``job``; never raises for a failure of the job itself (KeyboardInterrupt still stops it)."""
+def execute(job: Job, data_dir: str | None = None, threads: int | None = None,
+            cache_dir: str | None = None) -> dict[str, Any]:
+    """Run ``job``; never raises for a failure of the job itself (KeyboardInterrupt still stops it).
+    ``cache_dir`` is the score cache's folder (None: no cache, every test scoring runs the model)."""
     started = time.perf_counter()
     record: dict[str, Any] = {
         "format": RECORD_FORMAT, "suite": job.suite, "job_id": job.id, "task": job.task_name,
-        "task_index": job.task_index, "searcher": job.searcher, "seed": job.seed, "model": job.model,
+        "task_index": job.task_index, "searcher": job.searcher, "method": job.searcher_class, "seed": job.seed,
+        "model": job.model,
         "baseline": job.baseline, "job": asdict(job),
     }
     try:
-        record.update(_run(job, data_dir, threads), status="ok")
+        record.update(_run(job, data_dir, threads, ScoreCache(cache_dir)), status="ok")
     except Exception as error:  # a failing job must not take the others down; the runner exits non-zero
         record.update(status="error", error={"type": type(error).__name__, "message": str(error),
                                              "traceback": traceback.format_exc()})
     record.setdefault("seconds", {})["total"] = round(time.perf_counter() - started, 3)
-    record["environment"] = environment(str(job.evaluator.get("dtype", "float32")))
+    record["environment"] = common.environment(str(job.evaluator.get("dtype", "float32")))
     return record
 
 
-def environment(dtype: str) -> dict[str, Any]:
-    """Versions, CPU and dtype of the worker that ran the job."""
-    return {**common.environment(dtype), "cpu_count": os.cpu_count(), "machine": platform.machine(),
-            "platform": platform.platform(), "numpy": np.__version__}
-
-
-def _run(job: Job, data_dir: str | None, threads: int | None) -> dict[str, Any]:
+def _run(job: Job, data_dir: str | None, threads: int | None, cache: ScoreCache) -> dict[str, Any]:
     if threads:
         torch.set_num_threads(threads)
     clock = time.perf_counter()
@@ -75,31 +69,90 @@ def _run(job: Job, data_dir: str | None, threads: int | None) -> dict[str, Any]:
     if not task.has_split("test"):
         raise SuiteError(f"task {task.name!r} has no test split; a leaderboard reports test scores")
     config = resolve_config(job.config, variables)
-    searcher = SEARCHERS[job.searcher](seed=job.seed, **config)
-    evaluator = Evaluator(lm, **job.evaluator)
-    # The search never sees test (it selects on dev); test is scored once below, with predictions kept.
+    searcher = SEARCHERS[job.searcher_class](seed=job.seed, **config)
+    evaluator = Evaluator(lm, **evaluator_options(job))
+    # The search never sees test (it selects on dev); test is scored below, with predictions kept.
     search_task = Task(task.name, task.kind, {k: v for k, v in task.splits.items() if k != "test"},
                        task.labels, task.fields)
     task_seconds = time.perf_counter() - clock - model_seconds
+    incumbents = Incumbents(searcher)
     clock = time.perf_counter()
-    result = searcher.search(search_task, lm, budget=Budget(**job.budget), evaluator=evaluator, progress=False)
+    result = searcher.search(search_task, lm, budget=Budget(**job.budget), evaluator=evaluator, progress=False,
+                             callbacks=[incumbents])
     search_seconds = time.perf_counter() - clock
     clock = time.perf_counter()
-    table, cached = _test_table(job, evaluator, result.prompt, task)
+    test, train = task.split("test"), task.splits.get("train", ())
+    table, cached = cache.score(evaluator, result.prompt, test, task, train)
     result.test_metrics = table.metrics(0)
     metric = primary_metric(task.kind)
+    signature = ModelSignature(lm.name, lm.vocab_size, lm.hidden_size)
+    checkpoints = []
+    for fraction, step in incumbents.at(job.checkpoints, result.history):
+        prompt = dataclasses.replace(step.prompt, model=signature)
+        at, _ = cache.score(evaluator, prompt, test, task, train)
+        checkpoints.append({"fraction": fraction, "step": step.step, "seconds": step.seconds,
+                            "forward_passes": step.forward_passes, "test_score": at.metrics(0)[metric]})
     soft = result.prompt.soft
     return {
         "task_kind": task.kind, "labels": list(task.labels), "metric": metric,
         "test_score": result.test_metrics[metric], "dev_score": result.dev_score,
         "result": result.to_json(lm.decode), "test_predictions": _predictions(table),
-        "test_cached": cached,
+        "test_cached": cached, "test_scoring": vars(cache.stats), "checkpoints": checkpoints,
         "storage": {"trigger_ids": len(result.prompt.trigger_ids),
                     "soft_parameters": int(soft.numel()) if soft is not None else 0,
                     "model_parameters": n_parameters},
         "seconds": {"model_load": round(model_seconds, 3), "task_load": round(task_seconds, 3),
                     "search": round(search_seconds, 3), "test": round(time.perf_counter() - clock, 3)},
     }
+
+
+def evaluator_options(job: Job) -> dict[str, Any]:
+    """The job's Evaluator keyword arguments; ``demos`` becomes a Demonstrations seeded by the job."""
+    options = dict(job.evaluator)
+    if "demos" in options:
+        options["demos"] = Demonstrations(**{"seed": job.seed, **options["demos"]})
+    return options
+
+
+@dataclasses.dataclass
+class Snapshot:
+    """The incumbent prompt right after a step (tensors copied: training goes on in place)."""
+
+    step: int
+    seconds: float
+    forward_passes: int
+    prompt: Prompt
+
+
+class Incumbents:
+    """A search callback that snapshots the best prompt whenever the best score changes."""
+
+    def __init__(self, searcher: Searcher) -> None:
+        self.searcher = searcher
+        self.snapshots: list[Snapshot] = []
+
+    def __call__(self, record: StepRecord) -> None:
+        if self.snapshots and record.best_score == self._score:
+            return
+        self._score = record.best_score
+        prompt = self.searcher.best[0]
+        copies = {name: getattr(prompt, name).detach().clone() for name in ("soft", "deep", "head")
+                  if getattr(prompt, name) is not None}
+        self.snapshots.append(Snapshot(record.step, record.seconds, record.forward_passes,
+                                       dataclasses.replace(prompt, **copies)))
+
+    def at(self, fractions: tuple[float, ...], history: list[StepRecord]) -> list[tuple[float, Snapshot]]:
+        """The snapshot in force at each fraction of the search's seconds (fractions before the
+        first step are skipped: nothing had been found yet)."""
+        if not history:
+            return []
+        total = history[-1].seconds
+        out = []
+        for fraction in fractions:
+            before = [s for s in self.snapshots if s.seconds <= fraction * total]
+            if before:
+                out.append((fraction, before[-1]))
+        return out
 
 
 def _model(name: str, device: str) -> tuple[LanguageModel, int, float]:
@@ -111,25 +164,6 @@ def _model(name: str, device: str) -> tuple[LanguageModel, int, float]:
         _MODELS[key] = (lm, sum(p.numel() for p in lm.model.parameters()))
     lm, n_parameters = _MODELS[key]
     return lm, n_parameters, time.perf_counter() - started
-
-
-def _test_table(job: Job, evaluator: Evaluator, prompt: Prompt, task: Task) -> tuple[ScoreTable, bool]:
-    """Score ``prompt`` on the test split, reusing this process's table for an identical request."""
-    test = task.split("test")
-    key = None
-    if prompt.soft is None:  # soft vectors are not in the JSON, so such prompts are never reused
-        identity = [job.model, job.device, job.evaluator, task.kind, list(task.labels), prompt.to_json(),
-                    [[dict(e.fields), e.label] for e in test]]
-        key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-        if key in _TEST_TABLES:
-            _TEST_TABLES.move_to_end(key)
-            return _TEST_TABLES[key], True
-    table = evaluator.score([prompt], test, task)
-    if key is not None:
-        _TEST_TABLES[key] = table
-        while len(_TEST_TABLES) > _TEST_TABLES_MAX:
-            _TEST_TABLES.popitem(last=False)
-    return table, False
 
 
 def _predictions(table: ScoreTable) -> dict[str, Any]:

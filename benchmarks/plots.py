@@ -1,4 +1,4 @@
-"""Leaderboard figures (matplotlib, Agg): per-task scores with error bars, and search curves.
+"""Leaderboard figures (matplotlib, Agg): per-task scores with error bars, search curves, time to quality.
 
 PNG files are byte-identical when redrawn from the same records: the backend is Agg, nothing
 depends on the clock, and the metadata that would hold a version string is dropped.
@@ -68,6 +68,56 @@ def search_curves(path: Path, title: str, tasks: Sequence[str], searchers: Seque
     fig.suptitle(f"{title}: best dev score vs {x.replace('_', ' ')}", fontsize=10)
     fig.legend(handles=handles, loc="lower center", fontsize=7, ncol=len(searchers), frameon=False)
     _save(fig, path, bottom=0.35 / height)
+
+
+def time_to_quality(path: Path, title: str, tasks: Sequence[str], searchers: Sequence[str],
+                    records: Sequence[dict[str, Any]]) -> None:
+    """Test score of the prompt found so far against search seconds (log axis), one panel per task,
+    one line per searcher: the mean over seeds of each seed's step function (:func:`quality_curve`)."""
+    cols = min(6, len(tasks))
+    rows = math.ceil(len(tasks) / cols)
+    per_row = min(len(searchers), 2 * cols + 1)  # legend entries per line, to fit the figure's width
+    legend = 0.22 * math.ceil(len(searchers) / per_row) + 0.15  # inches below the panels
+    height = 2.1 * rows + legend + 0.4
+    fig, axes = plt.subplots(rows, cols, figsize=(max(5.0, 2.6 * cols), height), squeeze=False)
+    colours = {s: f"C{i}" for i, s in enumerate(searchers)}
+    for ax, task in zip(axes.flat, tasks, strict=False):
+        for searcher in searchers:
+            xs, ys = mean_quality_curve([quality_curve(r) for r in records
+                                         if r["task"] == task and r["searcher"] == searcher])
+            if xs:
+                ax.plot(xs, ys, color=colours[searcher], linewidth=1.0, marker="o", markersize=3,
+                        drawstyle="steps-post")
+        ax.set_xscale("log")
+        ax.set_title(task, fontsize=8)
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    handles = [plt.Line2D([], [], color=colours[s], label=s) for s in searchers]
+    fig.suptitle(f"{title}: test score (%) of the best prompt so far\nvs search seconds (log), mean over seeds",
+                 fontsize=9)
+    fig.legend(handles=handles, loc="lower center", fontsize=7, ncol=per_row, frameon=False)
+    _save(fig, path, bottom=legend / height)
+
+
+def quality_curve(record: dict[str, Any]) -> list[tuple[float, float]]:
+    """(search seconds, test %) of one job: its checkpoints, then the final prompt at the search's end."""
+    history = record["result"]["history"]
+    end = float(history[-1]["seconds"]) if history else float(record["seconds"]["search"])
+    points = [(float(c["seconds"]), 100 * float(c["test_score"])) for c in record.get("checkpoints", [])]
+    return sorted({*points, (max(end, 1e-3), 100 * float(record["test_score"]))})
+
+
+def mean_quality_curve(curves: Sequence[list[tuple[float, float]]]) -> tuple[list[float], list[float]]:
+    """The mean of step functions, on the union of their x values from where every curve has begun
+    (each curve holds its last value after its end)."""
+    curves = [c for c in curves if c]
+    if not curves:
+        return [], []
+    start = max(c[0][0] for c in curves)
+    xs = sorted({x for c in curves for x, _ in c if x >= start})
+    ys = [sum(next(y for x0, y in reversed(c) if x0 <= x) for c in curves) / len(curves) for x in xs]
+    return xs, ys
 
 
 def _save(fig: plt.Figure, path: Path, bottom: float = 0.0) -> None:

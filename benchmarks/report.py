@@ -22,6 +22,7 @@ from autoprompt_search import atomic
 from . import plots
 from .common import RESULTS
 from .stats import ALPHA, Comparison, compare, mean_std
+from .summary import summary_table
 
 #: Above this many tasks a suite's table is transposed (rows tasks, columns searchers).
 WIDE = 8
@@ -69,6 +70,7 @@ def load_suites(runs: Path) -> list[SuiteView]:
 
 
 def render(views: Sequence[SuiteView], command: str) -> str:
+    summary = summary_table(views)
     lines = [
         "# Leaderboard", "",
         f"Regenerate: `{command}` (from the runner's JSON records, one per job; run a suite with",
@@ -79,6 +81,12 @@ def render(views: Sequence[SuiteView], command: str) -> str:
         "least half of the seeds. *Stores*: what a found prompt adds per task (discrete trigger ids, trained soft",
         "parameters) against the frozen model's parameter count. *s/job*: mean wall-clock of a job (search and test",
         "scoring; a worker's first job also loads the model), on the machine named under Environment.", "",
+        "## Which searcher should I use?", "",
+        "Per suite and task, the row with the best mean test score over seeds (among rows with the most seeds), its",
+        "mean gain over the suite's baseline with the 95 % paired-bootstrap CI over seeds (and the ▲/▼ mark), and its",
+        "mean search seconds per job (search only). The time-to-quality plots under each suite show how fast each",
+        "searcher gets there.", "",
+        *(_markdown(summary) if summary else ["No finished jobs yet."]), "",
     ]
     for view in views:
         lines += _suite_section(view)
@@ -108,7 +116,8 @@ def _suite_section(view: SuiteView) -> list[str]:
     if view.records:
         lines += [f"![{view.name} scores]({view.name}-scores.png)", "",
                   f"![{view.name} search curves vs forward passes]({view.name}-curves-forward.png)", "",
-                  f"![{view.name} search curves vs seconds]({view.name}-curves-seconds.png)", ""]
+                  f"![{view.name} search curves vs seconds]({view.name}-curves-seconds.png)", "",
+                  f"![{view.name} time to quality]({view.name}-time-to-quality.png)", ""]
     return lines
 
 
@@ -241,6 +250,8 @@ def write_plots(views: Sequence[SuiteView], out: Path) -> None:
         for x, suffix in (("forward_passes", "forward"), ("seconds", "seconds")):
             plots.search_curves(out / f"{view.name}-curves-{suffix}.png", view.name, view.tasks, view.searchers,
                                 view.records, x)
+        plots.time_to_quality(out / f"{view.name}-time-to-quality.png", view.name, view.tasks, view.searchers,
+                              view.records)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -256,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     atomic.write_text(out / "LEADERBOARD.md", render(views, shlex.join(["python", "-m", "benchmarks.report", *argv])))
     write_plots(views, out)
-    print(f"wrote {out / 'LEADERBOARD.md'} and {sum(3 for v in views if v.records)} plots", file=sys.stderr)
+    print(f"wrote {out / 'LEADERBOARD.md'} and {sum(4 for v in views if v.records)} plots", file=sys.stderr)
     return 0
 
 

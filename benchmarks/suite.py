@@ -24,6 +24,21 @@ under ``tasks``. A task entry names its data (see :mod:`benchmarks.tasks`) and a
 string ``$name`` stands for task variable ``name``: one config then serves every task, and a new
 searcher joins the leaderboard by adding one entry under ``searchers``. Variables are resolved in
 the worker, after the task is loaded, because some come from the data (LAMA's manual template).
+
+An entry's key is its row on the leaderboard. A *variant* of a searcher is one more entry that
+names the registered searcher it runs (``searcher``; by default the entry's key when that is a
+registered name, else the base's) and/or the entry it starts from (``base``: its config and
+evaluator options are merged, the entry's own win; budget and tasks are inherited unless given),
+with its own ``evaluator`` options on top of the suite's::
+
+      autoprompt-class: {base: autoprompt, config: {objective: class}}
+      manual+calib: {base: manual, evaluator: {calibration: contextual}}
+      manual+demos: {base: manual, evaluator: {demos: {k: 1, selection: similar}}}
+
+Evaluator options are the :class:`~autoprompt_search.Evaluator`'s; ``demos`` is a mapping of
+:class:`~autoprompt_search.Demonstrations` fields whose ``seed`` defaults to the job's seed.
+``checkpoints`` (suite level, default ``[0.125, 0.25, 0.5]``) are the fractions of each search's
+seconds at which the then-best prompt is also scored on test, for the time-to-quality plot.
 """
 
 from __future__ import annotations
@@ -41,7 +56,11 @@ SUITES_DIR = Path(__file__).resolve().parent / "suites"
 BUDGET_KEYS = ("iterations", "forward_passes", "seconds")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 _SUITE_KEYS = {"model", "device", "evaluator", "seeds", "baseline", "task_defaults", "tasks", "searchers",
-               "description"}
+               "description", "checkpoints"}
+_ENTRY_KEYS = {"config", "budget", "tasks", "searcher", "base", "evaluator"}
+#: Evaluator options a suite may set (the ones that change what is scored, plus dtype and batching).
+EVALUATOR_KEYS = {"dtype", "calibration", "demos", "fact_match", "normalize", "batch_tokens", "reuse_prefix"}
+DEFAULT_CHECKPOINTS = (0.125, 0.25, 0.5)
 
 
 class SuiteError(ValueError):
@@ -50,7 +69,8 @@ class SuiteError(ValueError):
 
 @dataclass(frozen=True)
 class Job:
-    """One search: a task (its YAML entry) × a searcher (name, unresolved config, budget) × a seed.
+    """One search: a task (its YAML entry) × a searcher entry (row name, registered searcher
+    ``method``, unresolved config, budget, evaluator options) × a seed.
 
     Plain data only, so a job pickles cheaply to a loky or Dask worker.
     """
@@ -66,6 +86,12 @@ class Job:
     device: str = "auto"
     evaluator: dict[str, Any] = field(default_factory=dict)
     baseline: str = "manual"
+    method: str = ""  # the registered searcher; "" means the same as ``searcher``
+    checkpoints: tuple[float, ...] = DEFAULT_CHECKPOINTS
+
+    @property
+    def searcher_class(self) -> str:
+        return self.method or self.searcher
 
     @property
     def task_name(self) -> str:
@@ -122,9 +148,14 @@ def load_suite(name_or_path: str | Path) -> Suite:
     for name, entry in searchers.items():
         if entry.get("tasks") is not None and (not isinstance(entry["tasks"], list) or set(entry["tasks"]) - names):
             raise SuiteError(f"{where}: searchers.{name}.tasks must list task names of this suite: {entry['tasks']}")
+    checkpoints = spec.get("checkpoints", list(DEFAULT_CHECKPOINTS))
+    if not isinstance(checkpoints, list) or not all(isinstance(f, int | float) and 0 < f < 1 for f in checkpoints):
+        raise SuiteError(f"{where}: 'checkpoints' is a list of fractions between 0 and 1, got {checkpoints!r}")
+    shared = _evaluator_options(spec.get("evaluator") or {}, f"{where}: evaluator")
     jobs = tuple(
         Job(path.stem, task, index, name, entry.get("config") or {}, entry.get("budget") or {}, seed,
-            str(spec["model"]), str(spec.get("device", "auto")), dict(spec.get("evaluator") or {}), baseline)
+            str(spec["model"]), str(spec.get("device", "auto")), {**shared, **entry["evaluator"]}, baseline,
+            entry["searcher"], tuple(float(f) for f in checkpoints))
         for index, task in enumerate(tasks)
         for name, entry in searchers.items()
         if entry.get("tasks") is None or task["name"] in entry["tasks"]
@@ -134,20 +165,52 @@ def load_suite(name_or_path: str | Path) -> Suite:
 
 
 def _searchers(entries: Any, where: str) -> dict[str, dict[str, Any]]:
+    """Each entry checked and completed: ``searcher`` set, ``base`` merged in, ``evaluator`` a dict."""
     if not isinstance(entries, dict):
-        raise SuiteError(f"{where}: 'searchers' maps a registered searcher name to {{config, budget}}")
-    for name, entry in entries.items():
-        if name not in SEARCHERS:
-            raise SuiteError(f"{where}: unknown searcher {name!r}; registered: {', '.join(sorted(SEARCHERS))}")
-        entry = entry or {}
-        if not isinstance(entry, dict) or set(entry) - {"config", "budget", "tasks"}:
-            raise SuiteError(f"{where}: searchers.{name} takes only 'config', 'budget' and 'tasks'")
-        if set(entry.get("budget") or {}) - set(BUDGET_KEYS) or not (entry.get("budget") or {}):
+        raise SuiteError(f"{where}: 'searchers' maps a row name to {{searcher, base, config, budget, evaluator}}")
+    resolved: dict[str, dict[str, Any]] = {}
+
+    def resolve(name: str, chain: tuple[str, ...]) -> dict[str, Any]:
+        if name in resolved:
+            return resolved[name]
+        entry = entries[name] or {}
+        if not _SAFE_NAME.fullmatch(str(name)) or "__" in str(name):
+            raise SuiteError(f"{where}: searcher row name {name!r} must be letters, digits, '_', '.', '+', '-' "
+                             "(no '__')")
+        if not isinstance(entry, dict) or set(entry) - _ENTRY_KEYS:
+            raise SuiteError(f"{where}: searchers.{name} takes only {', '.join(sorted(_ENTRY_KEYS))}")
+        merged = dict(entry)
+        if "base" in entry:
+            base = entry["base"]
+            if base not in entries or base in chain:
+                raise SuiteError(f"{where}: searchers.{name}.base {base!r} must name another entry (no cycles)")
+            parent = resolve(base, (*chain, name))
+            merged = {"searcher": name if name in SEARCHERS else parent["searcher"], "budget": parent.get("budget"),
+                      "tasks": parent.get("tasks"),
+                      **{k: v for k, v in entry.items() if k != "base"},
+                      "config": {**(parent.get("config") or {}), **(entry.get("config") or {})},
+                      "evaluator": {**parent["evaluator"], **(entry.get("evaluator") or {})}}
+        merged.setdefault("searcher", name)
+        if merged["searcher"] not in SEARCHERS:
+            raise SuiteError(f"{where}: unknown searcher {merged['searcher']!r} (searchers.{name}); "
+                             f"registered: {', '.join(sorted(SEARCHERS))}")
+        if set(merged.get("budget") or {}) - set(BUDGET_KEYS) or not (merged.get("budget") or {}):
             raise SuiteError(f"{where}: searchers.{name}.budget needs some of {', '.join(BUDGET_KEYS)} and no others")
-        if "seed" in (entry.get("config") or {}):
+        if "seed" in (merged.get("config") or {}):
             raise SuiteError(f"{where}: searchers.{name}.config must not set 'seed'; seeds come from 'seeds'")
-        entries[name] = entry
-    return entries
+        merged["evaluator"] = _evaluator_options(merged.get("evaluator") or {}, f"{where}: searchers.{name}.evaluator")
+        resolved[name] = merged
+        return merged
+
+    return {name: resolve(name, ()) for name in entries}
+
+
+def _evaluator_options(options: Any, where: str) -> dict[str, Any]:
+    if not isinstance(options, dict) or set(options) - EVALUATOR_KEYS:
+        raise SuiteError(f"{where} takes Evaluator options only: {', '.join(sorted(EVALUATOR_KEYS))}; got {options!r}")
+    if "demos" in options and not isinstance(options["demos"], dict):
+        raise SuiteError(f"{where}.demos is a mapping of Demonstrations fields, e.g. {{k: 1, selection: random}}")
+    return dict(options)
 
 
 def _tasks(entries: Any, defaults: dict[str, Any], where: str) -> list[dict[str, Any]]:
@@ -164,6 +227,14 @@ def _tasks(entries: Any, defaults: dict[str, Any], where: str) -> list[dict[str,
         repeated = sorted({n for n in names if names.count(n) > 1})
         raise SuiteError(f"{where}: task names must be unique; repeated: {repeated}")
     return tasks
+
+
+def referenced_variables(config: Any) -> set[str]:
+    """The task variables a config refers to (``$name`` strings, also inside lists and mappings)."""
+    if isinstance(config, str) and config.startswith("$"):
+        return {config[1:]}
+    items = config.values() if isinstance(config, dict) else config if isinstance(config, list) else ()
+    return set().union(*(referenced_variables(item) for item in items))
 
 
 def resolve_config(config: Any, variables: dict[str, Any]) -> Any:

@@ -3,15 +3,22 @@
 =============================  ==================================================================
 ``{demo: sentiment}``          a demo task shipped in the package (no data directory needed)
 ``{lmbff: SST-2, k: 16}``      LM-BFF's k-shot split ``<task>/k-shot/<k>-<seed>`` (seed = job seed)
-``{lama: P19}``                a LAMA T-REx relation; adds variable ``template`` (LAMA's manual one)
+``{lama: P19}``                a LAMA T-REx relation; adds variables from LAMA's manual template
+                               (see :func:`lama_variables`)
 ``{folder: CB/FewGLUE_32dev}`` a folder of train/dev/test files (fixed split; the seed only seeds
                                the searcher)
 ``{sick: SICK-E/SICK.txt}``    SICK's release file: k per label sampled from TRAIN (train) and
                                TRIAL (dev) with the job seed, the whole TEST split as test
+``{sst2_full: 200}``           full-data SST-2: GLUE train minus a held-apart selection slice of
+                               200 full sentences (dev), test = GLUE dev (:mod:`benchmarks.sst_full`)
+``{e2e: 200, dev: 50}``        E2E low-data (``autoprompt_search.data.e2e.load_e2e``): 200 training and
+                               50 dev MRs drawn from devset with the job seed, testset_w_refs as
+                               test (``test_limit: N``: its first N MRs)
 =============================  ==================================================================
 
 Any of them takes ``limit: N`` to keep only the first N examples of every split (the CI smoke
-suite, which checks that searchers run, not how well).
+suite, which checks that searchers run, not how well), or ``limit: {dev: 200}`` for some splits
+only (a shorter selection split, e.g. LAMA's dev facts).
 """
 
 from __future__ import annotations
@@ -21,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from autoprompt_search.data.demo_tasks import load_demo
+from autoprompt_search.data.e2e import load_e2e
 from autoprompt_search.data.loaders import lama_manual_template, load_lama, load_lmbff, load_task
 from autoprompt_search.data.readers import iter_records
 from autoprompt_search.data.tasks import Example, Task, k_shot
 
+from .sst_full import load_sst2_full
 from .suite import SuiteError
 
 #: SICK's SemEval_set values → split names.
@@ -46,8 +55,30 @@ def load_benchmark_task(
     kind = kinds[0]
     task, provided = LOADERS[kind](spec, seed, data_dir)
     variables = {**provided, **{k: v for k, v in entry.items() if k not in ("name", "data")}}
-    splits = task.splits if "limit" not in spec else {k: v[: int(spec["limit"])] for k, v in task.splits.items()}
+    if kind == "lama":  # derived from the final manual template, which the suite may rephrase
+        variables = {**lama_variables(variables["template"]), **variables}
+    limits = spec.get("limit")
+    if limits is not None and not isinstance(limits, dict):
+        limits = {name: limits for name in task.splits}
+    splits = {k: v[: int(limits[k])] if limits and k in limits else v for k, v in task.splits.items()}
     return Task(str(entry["name"]), task.kind, splits, task.labels, task.fields), variables
+
+
+def lama_variables(template: str) -> dict[str, str]:
+    """Variables a LAMA suite builds prompts from, given the manual ``template`` (``head`` up to the
+    subject, then the relation ``phrase``, then ``[P]``): ``trigger_template``/``soft_template``
+    put one ``[T]``/``[V]`` slot per word of the phrase where the phrase was, and
+    ``trigger_init``/``soft_init`` start them from the phrase (AutoPrompt's and P-tuning's
+    initialisation from the manual prompt)."""
+    head, subject, rest = template.partition("{sub_label}")
+    phrase = rest.partition("[P]")[0]
+    if not subject or not rest.endswith("[P]"):
+        raise SuiteError(f"LAMA template {template!r} must contain {{sub_label}} and end with [P]")
+    slots = max(1, len(phrase.split()))
+    return {"trigger_template": f"{head}{{sub_label}}[T*{slots}][P]",
+            "soft_template": f"{head}{{sub_label}}[V*{slots}][P]",
+            "trigger_init": phrase if phrase.strip() else " the",
+            "soft_init": f"text:{phrase}" if phrase.strip() else "vocab"}
 
 
 def _demo(spec: dict[str, Any], seed: int, data_dir: Callable[[], Path]) -> tuple[Task, dict[str, Any]]:
@@ -59,8 +90,11 @@ def _lmbff(spec: dict[str, Any], seed: int, data_dir: Callable[[], Path]) -> tup
 
 
 def _lama(spec: dict[str, Any], seed: int, data_dir: Callable[[], Path]) -> tuple[Task, dict[str, Any]]:
+    """The relation and its manual template with no space before ``[P]``: the answer's BPE leading
+    space belongs to the answer token, as the model would write it (README, Templates)."""
     root = data_dir()
-    return load_lama(root, spec["lama"]), {"template": lama_manual_template(root, spec["lama"])}
+    template = lama_manual_template(root, spec["lama"]).replace(" [P]", "[P]")
+    return load_lama(root, spec["lama"]), {"template": template}
 
 
 def _folder(spec: dict[str, Any], seed: int, data_dir: Callable[[], Path]) -> tuple[Task, dict[str, Any]]:
@@ -82,6 +116,13 @@ def _sick(spec: dict[str, Any], seed: int, data_dir: Callable[[], Path]) -> tupl
     return Task("SICK-E", "classification", few, labels, ("sentence1", "sentence2")), {}
 
 
+def _e2e(spec: dict[str, Any], seed: int, data_dir: Callable[[], Path]) -> tuple[Task, dict[str, Any]]:
+    limit = spec.get("test_limit")
+    return load_e2e(data_dir(), train=int(spec["e2e"]), dev=int(spec.get("dev", 50)), seed=seed,
+                    test_limit=None if limit is None else int(limit)), {}
+
+
 LOADERS: dict[str, Callable[[dict[str, Any], int, Callable[[], Path]], tuple[Task, dict[str, Any]]]] = {
-    "demo": _demo, "lmbff": _lmbff, "lama": _lama, "folder": _folder, "sick": _sick,
+    "demo": _demo, "lmbff": _lmbff, "lama": _lama, "folder": _folder, "sick": _sick, "e2e": _e2e,
+    "sst2_full": lambda spec, seed, data_dir: (load_sst2_full(data_dir(), int(spec["sst2_full"]), seed), {}),
 }

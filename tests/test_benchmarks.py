@@ -40,6 +40,12 @@ def _suite(folder: Path, model: Path, *, sentiment_template: str = "Review: {sen
     return path
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never touch the user's score cache."""
+    monkeypatch.setenv("AUTOPROMPT_SEARCH_CACHE", str(tmp_path / "user-cache"))
+
+
 @pytest.fixture
 def counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Job ids the runner executes (jobs=1 runs them in this process)."""
@@ -57,7 +63,8 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def tiny_runs(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     """One finished run of the tiny suite (4 jobs), shared by the tests that only read records."""
     folder = tmp_path_factory.mktemp("runs")
-    assert run.main([str(_suite(folder, tiny_model_dir)), "--out", str(folder / "out")]) == 0
+    args = [str(_suite(folder, tiny_model_dir)), "--out", str(folder / "out"), "--cache", str(folder / "cache")]
+    assert run.main(args) == 0
     return folder / "out"
 
 
@@ -75,18 +82,29 @@ def test_every_suite_expands(path: Path) -> None:
 
 def test_smoke_suite_runs_every_registered_searcher() -> None:
     """CI runs the smoke suite: a new searcher must add its entry there."""
-    assert set(load_suite("smoke").searchers) == set(SEARCHERS)
+    assert {job.searcher_class for job in load_suite("smoke").jobs} == set(SEARCHERS)
 
 
 def test_suites_follow_the_protocols() -> None:
+    lmbff_seeds = {13, 21, 42, 87, 100}
     sst2 = load_suite("sst2-16shot")
-    assert {job.seed for job in sst2.jobs} == {13, 21, 42, 87, 100}
+    assert {job.searcher_class for job in sst2.jobs} == set(SEARCHERS)  # every registered searcher
+    for row in sst2.searchers:
+        assert {job.seed for job in sst2.jobs if job.searcher == row} == lmbff_seeds
     manual = next(job for job in sst2.jobs if job.searcher == "manual")
     assert manual.task["template"] == "Review: {sentence}\nSentiment:[P]"
     assert manual.task["verbalizer"] == {"0": "negative", "1": "positive"}
-    assert {job.task_name for job in load_suite("lmbff-single").jobs} == {
-        "SST-2", "sst-5", "mr", "cr", "mpqa", "subj", "trec"}
-    assert len({job.task_name for job in load_suite("lama").jobs}) == 41
+    single = load_suite("lmbff-single")
+    assert {job.task_name for job in single.jobs} == {"SST-2", "sst-5", "mr", "cr", "mpqa", "subj", "trec"}
+    for row in ("manual", "manual+calib", "manual-instruct", "manual-instruct+calib", "filter", "filter+calib",
+                "prompt-tuning"):
+        assert len({job.task_name for job in single.jobs if job.searcher == row}) == 7, row
+    assert {job.seed for job in single.jobs} == lmbff_seeds
+    lama = load_suite("lama")
+    assert len({job.task_name for job in lama.jobs}) >= 10
+    assert {job.searcher_class for job in lama.jobs} == {"manual", "autoprompt", "p-tuning"}
+    full = load_suite("sst2-full")
+    assert {job.seed for job in full.jobs} == lmbff_seeds and full.jobs[0].task["data"] == {"sst2_full": 200}
 
 
 def test_config_variables_are_resolved() -> None:
@@ -232,27 +250,8 @@ def test_report_is_byte_identical_when_regenerated(tiny_runs: Path, tmp_path: Pa
     assert f"Regenerate: `python -m benchmarks.report --runs {runs} --out {tmp_path / 'out'}`" in text
     assert "| manual (baseline) |" in text and "| better |" in text and "0 trigger ids" in text
     assert "| better | sentiment | +" in text  # the delta table against the baseline
-    assert sorted(pngs) == ["tiny-curves-forward.png", "tiny-curves-seconds.png", "tiny-scores.png"]
-
-
-def test_calibration_experiment_runs_resumes_and_tabulates(tmp_path: Path, tiny_causal_lm) -> None:
-    from benchmarks import exp_calibration
-
-    split = tmp_path / "data" / "SST-2" / "k-shot" / "16-13"
-    split.mkdir(parents=True)
-    rows = {"train": ["good film", "bad film", "good plot", "bad plot"], "dev": ["good acting", "bad acting"],
-            "test": ["good ending", "bad ending", "good music", "bad music"]}
-    for name, sentences in rows.items():
-        lines = ["sentence\tlabel"] + [f"{s}\t{int(s.startswith('good'))}" for s in sentences]
-        (split / f"{name}.tsv").write_text("\n".join(lines) + "\n")
-    out = tmp_path / "out"
-    exp_calibration.run(tiny_causal_lm, tmp_path / "data", tasks=["SST-2"], seeds=[13], out=out, limit=4)
-    cells = sorted(p.stem for p in out.glob("*.json"))
-    assert len(cells) == len(exp_calibration.TEMPLATES) * len(exp_calibration.SETTINGS)
-    record = json.loads((out / "sst-2-it-was-demos+cal-13.json").read_text())
-    assert record["test"]["n"] == 4 and record["prompt"]["calibration"]["p_cf"] and record["prompt"]["demonstrations"]
-    table = (out / "README.md").read_text()
-    assert "| SST-2 | it-was |" in table and "(n=1" in table
-    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
-    exp_calibration.run(tiny_causal_lm, tmp_path / "data", tasks=["SST-2"], seeds=[13], out=out, limit=4)
-    assert before == {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
+    assert sorted(pngs) == ["tiny-curves-forward.png", "tiny-curves-seconds.png", "tiny-scores.png",
+                            "tiny-time-to-quality.png"]
+    summary = text[text.index("## Which searcher should I use?"):text.index("## tiny")]
+    assert "| tiny | sentiment | `better` | 100.0 ± 0.0 | +" in summary  # best row, its delta over manual
+    assert "| tiny | capitals | `manual` | " in summary and "– (the baseline)" in summary

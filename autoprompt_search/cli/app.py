@@ -23,10 +23,11 @@ from ..prompts.peft_export import export_peft
 from ..prompts.prompt import Prompt
 from ..prompts.template import unescape_cli
 from ..prompts.verbalizer import Verbalizer
+from ..scoring.generation import Decoding
 from ..searchers import SEARCHERS, Budget, SoftSearcher
 from ..searchers.config import check_options
 from ..searchers.soft.deep import DeepSearcher
-from . import default_run, evaluate_many
+from . import default_run, e2e, evaluate_many
 from .options import Parser, build_evaluator, emit, fail, json_object, load_data
 
 
@@ -69,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     model_options.add_argument("--demo-seed", type=int, default=0, help="seed of the demonstration draw")
     model_options.add_argument("--demo-separator", default=r"\n\n",
                                help=r"text between demonstrations (default \n\n)")
+    model_options.add_argument("--num-beams", type=int, default=1,
+                               help="generation tasks: beam width of decoding (default 1: greedy)")
+    model_options.add_argument("--max-new-tokens", type=int, default=Decoding.max_new_tokens,
+                               help="generation tasks: decoding stops at end of text, a newline, or this many tokens")
     model_options.add_argument("--output-json", type=Path, help="also write the printed JSON to this file")
     model_options.add_argument("-v", "--verbose", action="store_true")
 
@@ -86,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.set_defaults(run=_evaluate)
 
     evaluate_many.add_parser(sub, model_options)
+    e2e.add_parser(sub)
 
     searching = Parser(add_help=False)
     searching.add_argument("--searcher", default="auto", choices=sorted(SEARCHERS),
@@ -147,7 +153,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     evaluator = build_evaluator(args, lm, progress=True)
     started = time.perf_counter()
     prompt = evaluator.resolved(prompt, task)
-    result: dict[str, Any] = evaluator.evaluate(prompt, task.split(split), task)
+    result: dict[str, Any] = evaluator.evaluate(prompt, task.split(split), task, decode=True)
     seconds = time.perf_counter() - started
     result.update(split=split, seconds=round(seconds, 3), examples_per_second=round(result["n"] / seconds, 2),
                   template=prompt.render(lm.decode), dtype=args.dtype)

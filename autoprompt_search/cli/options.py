@@ -19,6 +19,7 @@ from ..models import LanguageModel
 from ..prompts.demonstrations import Demonstrations
 from ..prompts.template import unescape_cli
 from ..scoring.evaluator import Evaluator
+from ..scoring.generation import Decoding
 
 
 class UsageError(AutopromptError):
@@ -65,7 +66,8 @@ def build_evaluator(args: argparse.Namespace, lm: LanguageModel, *, progress: bo
         demos = Demonstrations(args.demos, args.demo_per_class, args.demo_selection, args.demo_seed,
                                unescape_cli(args.demo_separator))
     return Evaluator(lm, dtype=args.dtype, fact_match=args.fact_match, progress=progress,
-                     calibration="contextual" if args.calibrate else None, demos=demos)
+                     calibration="contextual" if args.calibrate else None, demos=demos,
+                     decoding=Decoding(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens))
 
 
 def emit(data: dict[str, Any], path: Path | None) -> None:

@@ -8,7 +8,10 @@ Conventions every loader follows, so templates can rely on them:
   that would otherwise leak into every prompt); inner text is kept exactly.
 * Labels are strings: JSON booleans become ``"true"``/``"false"``, numbers their decimal text.
   Classification labels are ordered numerically when all are integers, else alphabetically.
-* A task is a fact task (open label space) when its label column is ``obj_label``.
+* A task is a fact task (open label space) when its label column is ``obj_label``, and a
+  generation task when it is a target column (``target``, ``targets``, ``ref``, ``references``):
+  a target cell may hold one text or (JSON) a list of texts, and rows with the same input fields
+  are one example with all their references (E2E's CSV has one row per reference).
 * Split names are ``train``, ``dev`` and ``test``.
 """
 
@@ -30,8 +33,10 @@ TEXT_COLUMNS = (
     *("sentence", "sentence1", "sentence2"),  # GLUE
     *("premise", "hypothesis", "question", "passage"),  # SuperGLUE
     *("text", "sub_label"),  # generic; LAMA
+    "mr",  # E2E meaning representations
 )
-LABEL_COLUMNS = ("label", "gold_label", "obj_label")
+TARGET_COLUMNS = ("target", "targets", "ref", "references")
+LABEL_COLUMNS = ("label", "gold_label", "obj_label", *TARGET_COLUMNS)
 # File stems that hold each split, most specific first (FewGLUE: dev32/val; GLUE MNLI: dev_matched).
 SPLIT_STEMS = {"train": ("train",), "dev": ("dev", "dev32", "dev_matched"), "test": ("test", "val")}
 HF_SPLIT_NAMES = {"validation": "dev"}
@@ -47,6 +52,8 @@ class _Schema:
 
     @property
     def kind(self) -> TaskKind:
+        if self.label in TARGET_COLUMNS:
+            return "generation"
         return "fact" if self.label == "obj_label" else "classification"
 
 
@@ -257,10 +264,29 @@ def _resolve_schema(
 
 def _example(record: Record, schema: _Schema, where: str) -> Example:
     fields = {name: _value(record, column, where) for name, column in schema.fields.items()}
+    if schema.kind == "generation":
+        return Example.generation(fields, _references(record.get(schema.label), schema.label, where))
     label = _value(record, schema.label, where)
     if not label:
         raise DataError(f"{where}: empty label in column {schema.label!r}; give every row a label")
     return Example(fields, label)
+
+
+def _references(value: object, column: str, where: str) -> list[str]:
+    """A target cell as reference texts: one text, or a JSON list of texts; none may be empty."""
+    texts = value if isinstance(value, list) else [value]
+    if not texts:
+        raise DataError(f"{where}: {column!r} is an empty list, so this input has no reference; give it at least "
+                        "one reference text or drop the row")
+    refs = []
+    for text in texts:
+        if text is None or isinstance(text, dict | list | bool):
+            raise DataError(f"{where}: {column!r} holds {text!r}; a reference must be text (or a list of texts)")
+        if not str(text).strip():
+            raise DataError(f"{where}: empty reference in {column!r}; every target must be a non-empty text "
+                            "(fill it in or drop the row)")
+        refs.append(str(text).strip())
+    return refs
 
 
 def _value(record: Record, column: str, where: str) -> str:
@@ -280,9 +306,23 @@ def _value(record: Record, column: str, where: str) -> str:
 
 
 def _make_task(name: str, kind: TaskKind, splits: dict[str, list[Example]], schema: _Schema) -> Task:
+    if kind == "generation":
+        splits = {part: _grouped(rows) for part, rows in splits.items()}
     gold = (example.label or "" for rows in splits.values() for example in rows)
     labels = () if kind == "fact" else _ordered_labels(gold)
     return Task(name, kind, splits, labels, tuple(schema.fields))
+
+
+def _grouped(rows: Sequence[Example]) -> list[Example]:
+    """Rows with the same input fields as one example holding all their references (repeats kept, as
+    published), in first-seen order."""
+    merged: dict[tuple[tuple[str, str], ...], list[str]] = {}
+    fields: dict[tuple[tuple[str, str], ...], Mapping[str, str]] = {}
+    for row in rows:
+        key = tuple(sorted(row.fields.items()))
+        fields.setdefault(key, row.fields)
+        merged.setdefault(key, []).extend(row.references or (row.label or "",))
+    return [Example.generation(fields[key], refs) for key, refs in merged.items()]
 
 
 def _ordered_labels(labels: Iterable[str]) -> tuple[str, ...]:

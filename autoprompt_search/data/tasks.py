@@ -2,7 +2,8 @@
 
 A task is a set of named splits of :class:`Example` objects. Classification tasks have a closed
 label set that a verbalizer maps to words; fact tasks (LAMA-style subject → object) have an open
-label space: the gold object is itself the word to predict.
+label space: the gold object is itself the word to predict. Generation tasks (table-to-text,
+summarisation) have one or more reference texts per input; the first is also the example's label.
 """
 
 from __future__ import annotations
@@ -14,15 +15,26 @@ from typing import Literal
 
 from ..errors import DataError
 
-TaskKind = Literal["classification", "fact"]
+TaskKind = Literal["classification", "fact", "generation"]
 
 
 @dataclass(frozen=True)
 class Example:
-    """One input: named text fields (``{"sentence": ...}``) and its gold label as a string."""
+    """One input: named text fields (``{"sentence": ...}``) and its gold label as a string.
+
+    A generation example also lists its ``references`` (several human texts for one input, as
+    E2E has); ``label`` is then the first of them (what a demonstration shows).
+    """
 
     fields: Mapping[str, str]
     label: str | None = None
+    references: tuple[str, ...] = ()
+
+    @staticmethod
+    def generation(fields: Mapping[str, str], references: Sequence[str]) -> Example:
+        """A generation example; the first reference is its label."""
+        refs = tuple(references)
+        return Example(fields, refs[0] if refs else None, refs)
 
 
 @dataclass(frozen=True)
@@ -30,7 +42,7 @@ class Task:
     """Named splits of examples plus what is needed to score them.
 
     ``labels`` lists the classes in a fixed order for classification tasks (the order is the
-    order of score columns); it is empty for fact tasks.
+    order of score columns); it is empty for fact and generation tasks.
     """
 
     name: str
@@ -86,3 +98,12 @@ def k_shot(examples: Sequence[Example], k: int, *, seed: int, per_label: bool = 
         chosen.extend(rng.sample(rows, min(k, len(rows))))
     rng.shuffle(chosen)
     return chosen
+
+
+def one_per_reference(examples: Sequence[Example]) -> list[Example]:
+    """Each (input, reference) pair of generation examples as an example of its own (how Li & Liang
+    2021 train on E2E); examples without several references are kept as they are."""
+    out: list[Example] = []
+    for x in examples:
+        out.extend([Example.generation(x.fields, [ref]) for ref in x.references] if len(x.references) > 1 else [x])
+    return out

@@ -125,11 +125,11 @@ class LanguageModel:
         kwargs: dict[str, Any] = {"input_ids": input_ids, "inputs_embeds": inputs_embeds,
                                   "attention_mask": attention_mask}
         if self.is_causal or past_key_values is not None:
-            kwargs.update({"use_cache": past_key_values is not None, self._cache_argument(): past_key_values,
+            kwargs.update({"use_cache": past_key_values is not None, self.cache_argument(): past_key_values,
                            "position_ids": position_ids})
         return self.model.base_model(**kwargs)[0]
 
-    def _cache_argument(self) -> str:
+    def cache_argument(self) -> str:
         """transformers renamed ``past_key_values`` to ``cache`` (5.x); use whichever this version takes."""
         parameters = inspect.signature(self.model.base_model.forward).parameters
         return "cache" if "cache" in parameters else "past_key_values"

@@ -178,6 +178,9 @@ _CLASSIFY_CUES = (
 )
 _PAIR_CUES = ("\nAnswer:", " Is that right?", "\nQuestion: Do they agree? Answer:", " The relation is")
 _FACT_CUES = (" is", " is a", " is located in", " belongs to", ",", ":")
+# Generation (table-to-text, summarisation): an optional instruction, the input, a cue for the text.
+_WRITE_INSTRUCTIONS = ("", "Describe the data in one sentence.\n", "Write a sentence from the attributes.\n")
+_WRITE_CUES = ("\n", "\nDescription:", "\nText:", "\nSentence:", " =>")
 
 
 def builtin_grammar(fields: Sequence[str], kind: TaskKind = "classification") -> Grammar:
@@ -185,12 +188,17 @@ def builtin_grammar(fields: Sequence[str], kind: TaskKind = "classification") ->
 
     One field gives LM-BFF-style single-sentence templates (SST-2, TREC); two fields premise /
     hypothesis-style pair templates (NLI, paraphrase); ``kind="fact"`` LAMA-style
-    ``{sub_label} <relation cue>[P]`` templates.
+    ``{sub_label} <relation cue>[P]`` templates; ``kind="generation"`` an optional instruction, the
+    input fields and a cue after which the text is written.
     """
     if not fields:
         raise TemplateError("a built-in grammar needs the task's input fields, e.g. ['sentence']: none were given")
     if kind == "fact":
         body, cues = "".join("{" + name + "}" for name in fields), _FACT_CUES
+    elif kind == "generation":
+        fields_text = "\n".join(f"<<|{_title(name)}: |Input: >>{{{name}}}" for name in fields)
+        body = "<<" + "|".join(escape(i) for i in _WRITE_INSTRUCTIONS) + ">>" + fields_text
+        cues = _WRITE_CUES
     elif len(fields) == 1:
         body, cues = f"<<|{_title(fields[0])}: |Input: >>{{{fields[0]}}}", _CLASSIFY_CUES
     else:

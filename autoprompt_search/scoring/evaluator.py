@@ -32,11 +32,14 @@ from ..prompts.calibration import Calibration
 from ..prompts.demonstrations import Demonstrations
 from ..prompts.ensemble import EnsemblePrompt
 from ..prompts.prompt import Prompt
+from . import text_metrics
 from .batching import run_queries
 from .encoding import PromptEncoder, check_examples
 from .ensembles import expand
+from .generation import Decoding, decode
 from .in_context import InContext, Priors
 from .plan import Plan
+from .reference_scoring import reference_texts
 from .rows import Normalize
 from .score_table import FactMatch, ScoreTable
 
@@ -61,7 +64,8 @@ class Evaluator:
     words by a softmax over the label words only (cheaper; classification only).
     ``chunk_pairs`` bounds memory: pairs are planned and scored that many at a time.
     ``calibration`` ("contextual" or a :class:`Calibration`) and ``demos`` (a
-    :class:`Demonstrations`) apply to every prompt that does not carry its own.
+    :class:`Demonstrations`) apply to every prompt that does not carry its own. ``decoding`` says how
+    generation tasks are decoded (:meth:`generate`; greedy by default).
     """
 
     model: LanguageModel
@@ -75,6 +79,7 @@ class Evaluator:
     progress: bool = False
     calibration: Calibration | str | None = None
     demos: Demonstrations | None = None
+    decoding: Decoding = field(default_factory=Decoding)
     forward_rows: int = field(default=0, init=False)
     forward_tokens: int = field(default=0, init=False)
 
@@ -100,9 +105,22 @@ class Evaluator:
         table = self._score_chunk([Job([prompt], (), task)], [(0, 0, 0)])[0]  # content-free rows only
         return replace(prompt, calibration=prompt.calibration.with_prior(task.labels, table.p_cf[0]))
 
-    def evaluate(self, prompt: Prompt, examples: Sequence[Example], task: Task) -> dict[str, float]:
-        """Metrics of one prompt on ``examples``."""
-        return self.score([prompt], examples, task).metrics(0)
+    def evaluate(self, prompt: Prompt, examples: Sequence[Example], task: Task, *,
+                 decode: bool = False) -> dict[str, float]:
+        """Metrics of one prompt on ``examples``; with ``decode``, a generation task's are also BLEU and
+        ROUGE-L of the decoded texts (:meth:`generate`) against all references."""
+        out = self.score([prompt], examples, task).metrics(0)
+        if decode and task.kind == "generation":
+            out |= text_metrics.generation_metrics(self.generate(prompt, examples, task),
+                                                   [reference_texts(x) for x in examples])
+        return out
+
+    def generate(self, prompt: Prompt, examples: Sequence[Example], task: Task) -> list[str]:
+        """The text the model writes at ``[P]`` for each example (batched ``generate``, see :mod:`generation`)."""
+        prompt = self.validated(prompt, task)
+        check_examples(examples, task)
+        return decode(self._lm, self.encoder, prompt, examples, task, self.context.demonstrations, self.decoding,
+                      progress=self.progress)
 
     def score(self, prompts: Sequence[Prompt], examples: Sequence[Example], task: Task) -> ScoreTable:
         """Score every prompt on every example in shared batched passes."""
@@ -127,7 +145,8 @@ class Evaluator:
             return collapse(self.score_many([Job(prompts, job.examples, job.task)
                                              for prompts, job in zip(flat, jobs, strict=True)]))
         checked = [self._check_job(job) for job in jobs]
-        kinds = [[j for j, job in enumerate(checked) if job.task.kind == k] for k in ("classification", "fact")]
+        closed = [job.task.kind == "classification" for job in checked]  # the others need the full vocabulary
+        kinds = [[j for j, is_closed in enumerate(closed) if is_closed == c] for c in (True, False)]
         passes = [list(range(len(checked)))] if self.normalize == "vocab" else [k for k in kinds if k]
         parts: list[list[ScoreTable]] = [[] for _ in checked]
         for members in passes:
@@ -139,6 +158,9 @@ class Evaluator:
     def validated(self, prompt: Prompt, task: Task) -> Prompt:
         """Step 2: the prompt with defaults (:meth:`with_defaults`), checked against ``task``."""
         prompt = self.encoder.validate(self.with_defaults(prompt), task)
+        if task.kind == "generation" and not self.model.is_causal:
+            raise TemplateError(f"task {task.name!r} is a generation task, but {self.model.name!r} is a masked LM that "
+                                "cannot write text: use a causal LM (e.g. the default smollm2-135m)")
         if task.kind != "classification" and prompt.calibration:
             raise TemplateError(
                 f"contextual calibration rescales the probabilities of a closed set of label words, but task "

@@ -2,6 +2,8 @@
 
 Classification: accuracy, macro-F1, mean gold log-prob (in the vocabulary and among the classes).
 Fact retrieval (LAMA): P@1 and MRR from the gold object's rank, and mean gold log-prob.
+Generation: the references' log-likelihood (per token and per reference); BLEU and ROUGE-L of
+decoded text come from the field's libraries, in :mod:`text_metrics`.
 """
 
 from __future__ import annotations
@@ -66,9 +68,29 @@ def fact_metrics(rank: np.ndarray, gold_logprob: np.ndarray, greedy: np.ndarray 
     return out
 
 
+def generation_likelihood(gold_logprob: np.ndarray, gold_tokens: np.ndarray) -> dict[str, float]:
+    """``gold_logprob`` (E,) each example's mean log-prob of a reference (its tokens and the end of
+    text), ``gold_tokens`` (E,) its mean token count. ``token_logprob`` is the per-token mean (minus
+    the NLL a trained prompt minimises; each example weighs the same), ``perplexity`` its exp."""
+    tokens = float(np.sum(gold_tokens))
+    per_token = float(np.sum(gold_logprob) / tokens) if tokens else float("nan")
+    return {
+        "token_logprob": per_token,
+        "perplexity": float(np.exp(-per_token)),
+        "gold_logprob": float(np.mean(gold_logprob)) if len(gold_logprob) else float("nan"),
+        "n": len(gold_logprob),
+    }
+
+
 def primary_metric(kind: str) -> str:
-    """The metric a search maximises: accuracy for classification, P@1 for facts."""
-    return "accuracy" if kind == "classification" else "p_at_1"
+    """The metric a search maximises: accuracy for classification, P@1 for facts, the references'
+    per-token log-likelihood for generation (decoded BLEU is too dear to compute at every step)."""
+    return {"classification": "accuracy", "generation": "token_logprob"}.get(kind, "p_at_1")
+
+
+def decoded_score(metrics: dict[str, float]) -> float:
+    """How decoded generation candidates compare: BLEU, ties broken by ROUGE-L (both 0-100)."""
+    return float(metrics["bleu"]) + 1e-3 * float(metrics["rouge_l"])
 
 
 def selection_score(metrics: dict[str, float], kind: str, tiebreak: str = "gold_logprob") -> float:

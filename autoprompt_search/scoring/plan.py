@@ -13,6 +13,7 @@ import torch
 from ..data.tasks import Example, Task
 from ..prompts.prompt import Prompt
 from .encoding import Encoded, PromptEncoder
+from .reference_scoring import reference_ids, reference_likelihood
 from .rows import Queries, Row
 from .score_table import ScoreTable
 
@@ -65,6 +66,8 @@ class Plan:
             targets = [[(self.encoder.lm.pad_id,)]]
         elif task.kind == "classification":
             targets = self.encoder.label_word_ids(prompt, encoded)
+        elif task.kind == "generation":  # every reference, as the multi-token "words" of one label
+            targets = [reference_ids(self.encoder, example, encoded)]
         else:
             targets = [[self.encoder.word_ids(str(example.label), encoded.text_before)]]
         self._group, self._deep = group, table if prompt.deep is not None else None
@@ -128,6 +131,9 @@ class Plan:
                     scores[c, e, li] = np.logaddexp.reduce([reduce(lp[q]) for q in words])
             gold = np.array([label_index.get(str(x.label), -1) for x in examples], dtype=int)
             return ScoreTable("classification", task.labels, gold, scores=scores)
+        if task.kind == "generation":
+            logprob, tokens = reference_likelihood(lp, words, (n_c, n_e))
+            return ScoreTable("generation", (), np.zeros(n_e, dtype=int), gold_logprob=logprob, gold_tokens=tokens)
         first = np.array([w[0][0][0] for w in words])
         whole = np.array([lp[w[0][0]].sum() for w in words])
         greedy = np.array([bool(np.all(answers.rank[w[0][0]] == 1)) for w in words])

@@ -1,5 +1,5 @@
 """What scoring returns: a :class:`ScoreTable` of C prompts on E examples, from which every metric
-(accuracy, macro-F1, class log-prob, P@1, MRR) is read. Plain arrays; no model in sight."""
+(accuracy, macro-F1, class log-prob, P@1, MRR, reference likelihood) is read. Plain arrays; no model in sight."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ class ScoreTable:
     rows for uncalibrated prompts; None if none is calibrated).
     Fact tasks: ``rank`` (C, E) rank of the gold object's first token, ``gold_logprob`` (C, E) the
     whole object's log-prob, ``greedy`` (C, E) whether greedy decoding yields the whole object.
+    Generation: ``gold_logprob`` (C, E) the mean log-prob of a reference, ``gold_tokens`` (C, E) its
+    mean token count (see :mod:`reference_scoring`).
     """
 
     kind: str
@@ -35,12 +37,15 @@ class ScoreTable:
     greedy: np.ndarray | None = None
     fact_match: FactMatch = "first-token"
     p_cf: np.ndarray | None = None
+    gold_tokens: np.ndarray | None = None
 
     def metrics(self, candidate: int = 0) -> dict[str, float]:
         """Metrics of one prompt (row ``candidate``) over the labelled examples."""
         if self.kind == "classification":
             keep = self.gold >= 0
             return metrics.classification_metrics(self.scores[candidate][keep], self.gold[keep])
+        if self.kind == "generation":
+            return metrics.generation_likelihood(self.gold_logprob[candidate], self.gold_tokens[candidate])
         out = metrics.fact_metrics(self.rank[candidate], self.gold_logprob[candidate], self.greedy[candidate])
         if self.fact_match == "greedy":
             out["p_at_1"] = out["greedy_match"]
@@ -56,7 +61,7 @@ class ScoreTable:
         first = parts[0]
         return ScoreTable(first.kind, first.labels, np.concatenate([p.gold for p in parts]), scores=cat("scores"),
                           rank=cat("rank"), gold_logprob=cat("gold_logprob"), greedy=cat("greedy"),
-                          fact_match=first.fact_match, p_cf=first.p_cf)
+                          fact_match=first.fact_match, p_cf=first.p_cf, gold_tokens=cat("gold_tokens"))
 
     def predictions(self, candidate: int = 0) -> list[str]:
         """Predicted labels of one prompt (classification only)."""

@@ -31,13 +31,18 @@ from .rows import pad_rows, splice_soft
 @dataclass(frozen=True)
 class SoftBatch:
     """What one forward produced: ``scores`` (E, L) class log-probs, or (E,) gold-object log-probs
-    for fact tasks; ``gold`` (E,) gold label indices (classification; -1 when unlabelled)."""
+    for fact tasks, or (E,) summed reference log-probs for generation with ``tokens`` (E,) their
+    token counts; ``gold`` (E,) gold label indices (classification; -1 when unlabelled)."""
 
     scores: torch.Tensor
     gold: torch.Tensor
+    tokens: torch.Tensor | None = None
 
     def loss(self) -> torch.Tensor:
-        """Mean cross-entropy over the classes (classification) or mean -log p(gold object) (facts)."""
+        """Mean cross-entropy over the classes (classification), mean -log p(gold object) (facts), or
+        the references' mean per-token NLL (generation, as language-model fine-tuning averages it)."""
+        if self.tokens is not None:
+            return -self.scores.sum() / self.tokens.sum()
         if self.scores.ndim == 1:
             return -self.scores.mean()
         keep = self.gold >= 0
@@ -75,6 +80,9 @@ def soft_forward(
     if head is not None:
         return SoftBatch(_head_scores(plan, hidden, head), gold)
     log_probs = _query_log_probs(lm, plan, hidden)  # (Q,)
+    if task.kind == "generation":  # every reference of each example: one label, its references the words
+        tokens = torch.tensor([float(sum(len(q) for q in w[0])) for w in plan.words])
+        return SoftBatch(torch.stack([sum(log_probs[q].sum() for q in w[0]) for w in plan.words]), gold, tokens)
     if task.kind != "classification":
         return SoftBatch(torch.stack([log_probs[list(w[0][0])].sum() for w in plan.words]), gold)
     reduce = torch.mean if prompt.verbalizer.reduction == "mean" else torch.sum

@@ -189,6 +189,8 @@ class AutoSearcher(SelectionOptions, Searcher):
 
     # --- the final pick ------------------------------------------------------------------------
     def conclude(self, ctx: SearchContext) -> Decision:
+        if ctx.task.kind == "generation":  # the filter decoded its finalists on dev; no soft stage, no ensemble
+            return Decision(*self._filter.best, None)
         candidates, rows = self._filter.final_candidates(), self._filter.final_rows()
         if self._stage == "discrete" and rows is not None and any(r is not None for r in rows):
             # the budget ended inside the discrete stage: pick among what is scored, at no further cost

@@ -187,6 +187,10 @@ class AutoPromptSearcher(SelectionOptions, OneTemplate, Searcher):
     # --- helpers -------------------------------------------------------------------------------
     def _prepare(self, ctx: SearchContext) -> None:
         """Parse and check the template and label words; build the candidate vocabulary."""
+        if ctx.task.kind == "generation":
+            raise TemplateError(f"task {ctx.task.name!r} is a generation task, but AutoPrompt's gradient step reads "
+                                "one answer token, not a whole text: train [V]/deep prompts (prompt-tuning, "
+                                "prefix-tuning) or search discrete templates with filter/optuna")
         template = parse_template(self.template)
         if not template.n_triggers:
             raise TemplateError(f"template {self.template!r} has no [T] slots for AutoPrompt to fill: add e.g. [T*3]")

@@ -127,7 +127,7 @@ class Searcher(ABC):
     def conclude(self, ctx: SearchContext) -> Decision:
         """The result of the search: the final pick by the searcher's policy, or the incumbent."""
         policy = self.selection_policy()
-        if policy is None or not policy.final_stage:
+        if policy is None or not policy.final_stage or ctx.task.kind == "generation":  # generation: decoded on dev
             prompt, score = self.best
             return Decision(prompt, score, None)
         return final_selection(ctx.evaluator, ctx.task, ctx.select, self.final_candidates(), self.reference(),
@@ -219,10 +219,11 @@ class Searcher(ABC):
         prompt, score, evidence = decision.prompt, decision.score, decision.evidence
         # The saved prompt carries the Evaluator's calibration (with its fitted prior) and demonstrations.
         prompt = ctx.evaluator.resolved(_finished(prompt, ctx), ctx.task)
-        # the final pick scored its prompt on the selection split already (an ensemble's members too)
-        dev_metrics = decision.metrics or ctx.evaluator.evaluate(prompt, ctx.select, ctx.task)
+        # the final pick scored its prompt on the selection split already (an ensemble's members too);
+        # generation: the final prompt is decoded (BLEU, ROUGE-L); the search itself selected on likelihood
+        dev_metrics = decision.metrics or ctx.evaluator.evaluate(prompt, ctx.select, ctx.task, decode=True)
         test = ctx.task.split("test") if ctx.task.has_split("test") else None
-        test_metrics = ctx.evaluator.evaluate(prompt, test, ctx.task) if test is not None else None
+        test_metrics = ctx.evaluator.evaluate(prompt, test, ctx.task, decode=True) if test is not None else None
         result = SearchResult(self.name, self.config(), self.seed, prompt, score, dev_metrics, test_metrics,
                               history, select_split, evidence)
         if run:

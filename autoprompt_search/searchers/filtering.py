@@ -41,6 +41,7 @@ from ..prompts.verbalizer import Verbalizer
 from ..scoring.evaluator import Evaluator
 from ..scoring.fluency import mean_log_likelihoods
 from ..scoring.halving import best_first, halving_sizes
+from ..scoring.metrics import decoded_score
 from ..scoring.score_table import ScoreTable
 from ..scoring.selection import CalibrateChoice, Combine, SelectBy, SelectionOptions, SelectOn
 from .base import SearchContext, Searcher, register
@@ -245,6 +246,9 @@ class FilterSearcher(SelectionOptions, Searcher):
 
     def _select_scores(self, ctx: SearchContext, indices: list[int]) -> list[float]:
         """Scores on the selection split; each candidate's rows are kept (and reused) for the final pick."""
+        if ctx.task.kind == "generation":  # likelihood ranked them on train; the few finalists are decoded on dev
+            return [decoded_score(ctx.evaluator.evaluate(self._prompt(i), ctx.select, ctx.task, decode=True))
+                    for i in indices]
         if ctx.task.kind != "classification":
             return self._scores(ctx.evaluator, ctx, indices, ctx.select)
         todo = [i for i in indices if i not in self._rows]

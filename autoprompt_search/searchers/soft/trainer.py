@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from ...data.loaders import load_task
-from ...data.tasks import Example, Task
+from ...data.tasks import Example, Task, one_per_reference
 from ...errors import AutopromptError, BudgetError, ConfigError, TemplateError
 from ...prompts.prompt import Prompt
 from ...prompts.template import parse_template
@@ -337,7 +337,8 @@ class SoftSearcher(OneTemplate, Searcher):
 
     def _load_parts(self, ctx: SearchContext) -> list[TaskPart]:
         """The searched task, then each ``also`` task with its own template and verbalizer."""
-        parts = [TaskPart(ctx.task, self._prompt, ctx.train, ctx.select)]
+        train = one_per_reference(ctx.train) if ctx.task.kind == "generation" else ctx.train
+        parts = [TaskPart(ctx.task, self._prompt, train, ctx.select)]
         for spec in self.also:
             if not isinstance(spec, Mapping) or not {"data", "template"} <= set(spec) or self.head:
                 raise AutopromptError(
