@@ -24,6 +24,7 @@ import torch
 from autoprompt_search import Demonstrations, Evaluator, load_model
 from autoprompt_search.data.tasks import Task
 from autoprompt_search.models.language_model import LanguageModel
+from autoprompt_search.prompts.ensemble import EnsemblePrompt
 from autoprompt_search.prompts.prompt import ModelSignature, Prompt
 from autoprompt_search.scoring.metrics import primary_metric
 from autoprompt_search.scoring.score_table import ScoreTable
@@ -135,11 +136,8 @@ class Incumbents:
         if self.snapshots and record.best_score == self._score:
             return
         self._score = record.best_score
-        prompt = self.searcher.best[0]
-        copies = {name: getattr(prompt, name).detach().clone() for name in ("soft", "deep", "head")
-                  if getattr(prompt, name) is not None}
         self.snapshots.append(Snapshot(record.step, record.seconds, record.forward_passes,
-                                       dataclasses.replace(prompt, **copies)))
+                                       frozen_copy(self.searcher.best[0])))
 
     def at(self, fractions: tuple[float, ...], history: list[StepRecord]) -> list[tuple[float, Snapshot]]:
         """The snapshot in force at each fraction of the search's seconds (fractions before the
@@ -153,6 +151,15 @@ class Incumbents:
             if before:
                 out.append((fraction, before[-1]))
         return out
+
+
+def frozen_copy(prompt: Prompt | EnsemblePrompt) -> Prompt | EnsemblePrompt:
+    """``prompt`` with its tensors copied (an ensemble's members each), so training in place leaves it be."""
+    if isinstance(prompt, EnsemblePrompt):
+        return dataclasses.replace(prompt, members=tuple(frozen_copy(m) for m in prompt.members))
+    copies = {name: getattr(prompt, name).detach().clone() for name in ("soft", "deep", "head")
+              if getattr(prompt, name) is not None}
+    return dataclasses.replace(prompt, **copies)
 
 
 def _model(name: str, device: str) -> tuple[LanguageModel, int, float]:

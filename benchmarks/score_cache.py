@@ -38,6 +38,7 @@ import torch
 from autoprompt_search import atomic
 from autoprompt_search.data.tasks import Example, Task
 from autoprompt_search.models.language_model import LanguageModel
+from autoprompt_search.prompts.ensemble import EnsemblePrompt
 from autoprompt_search.prompts.prompt import Prompt
 from autoprompt_search.scoring.evaluator import Evaluator
 from autoprompt_search.scoring.score_table import ScoreTable
@@ -99,10 +100,16 @@ class ScoreCache:
         return table, False
 
 
-def cache_key(evaluator: Evaluator, prompt: Prompt, examples: Sequence[Example], task: Task,
+def cache_key(evaluator: Evaluator, prompt: Prompt | EnsemblePrompt, examples: Sequence[Example], task: Task,
               train: Sequence[Example] = ()) -> str:
-    """The SHA-256 of everything the scores of ``prompt`` on ``examples`` depend on."""
-    settled = evaluator.with_defaults(prompt)
+    """The SHA-256 of everything the scores of ``prompt`` (or of an ensemble's members and rule) on
+    ``examples`` depend on."""
+    members = prompt.members if isinstance(prompt, EnsemblePrompt) else (prompt,)
+    settled = [evaluator.with_defaults(m) for m in members]
+    identity = [prompt_identity(m) for m in settled]
+    if isinstance(prompt, EnsemblePrompt):
+        identity = {"members": identity, "rule": prompt.rule, "weights": prompt.weights, "bias": prompt.bias,
+                    "labels": list(prompt.labels)}
     material = {
         "format": CACHE_FORMAT,
         "model": model_fingerprint(evaluator.model),
@@ -110,10 +117,10 @@ def cache_key(evaluator: Evaluator, prompt: Prompt, examples: Sequence[Example],
                       "device": evaluator.model.device.type,
                       "candidate_ids": None if evaluator.candidate_ids is None else
                       _digest(json.dumps([int(i) for i in evaluator.candidate_ids]))},
-        "prompt": prompt_identity(settled),
+        "prompt": identity,
         "task": {"kind": task.kind, "labels": list(task.labels), "fields": list(task.fields)},
         "examples": examples_digest(examples),
-        "demo_pool": examples_digest(train) if settled.demos is not None else None,
+        "demo_pool": examples_digest(train) if any(m.demos is not None for m in settled) else None,
     }
     return _digest(json.dumps(material, sort_keys=True))
 

@@ -20,8 +20,9 @@ import torch
 import yaml
 
 from autoprompt_search import Demonstrations, Evaluator, Prompt, load_demo
+from autoprompt_search.prompts.ensemble import EnsemblePrompt
 from benchmarks import plots, run
-from benchmarks.jobs import Incumbents, Snapshot
+from benchmarks.jobs import Incumbents, Snapshot, frozen_copy
 from benchmarks.score_cache import ScoreCache, cache_key
 from benchmarks.sst_full import full_sentences
 from benchmarks.suite import SuiteError, load_suite
@@ -237,6 +238,34 @@ def test_a_killed_dask_worker_loses_no_record(tmp_path: Path, tiny_model_dir: Pa
 
 
 # --- checkpoints and time to quality ------------------------------------------------------------
+def test_an_ensemble_is_cached_by_its_members_and_rule(tmp_path: Path, tiny_causal_lm) -> None:
+    """auto and ensemble: k return an EnsemblePrompt; its test scores are cached like a single prompt's."""
+    task = load_demo("sentiment")
+    test = task.split("test")
+    evaluator = Evaluator(tiny_causal_lm)
+    first, second = Prompt.build(SENTIMENT, WORDS), Prompt.build("{sentence} All in all, it was[P]", WORDS)
+    ensemble = EnsemblePrompt((first, second), labels=task.labels)
+    key = cache_key(evaluator, ensemble, test, task)
+    assert key not in (cache_key(evaluator, first, test, task), cache_key(evaluator, second, test, task))
+    assert key != cache_key(evaluator, EnsemblePrompt((second, first), labels=task.labels), test, task)
+    logistic = EnsemblePrompt((first, second), "logistic", (1.0, 0.5), (0.0, 0.1), task.labels)
+    assert key != cache_key(evaluator, logistic, test, task)
+    cache = ScoreCache(tmp_path / "cache")
+    table, hit = cache.score(evaluator, ensemble, test, task)
+    again, hit_again = cache.score(evaluator, ensemble, test, task)
+    assert (hit, hit_again) == (False, True)
+    np.testing.assert_array_equal(again.scores, table.scores)
+    np.testing.assert_allclose(table.scores, evaluator.score([ensemble], test, task).scores)
+
+
+def test_a_snapshot_of_an_ensemble_copies_its_members_tensors(tiny_causal_lm) -> None:
+    soft = Prompt.build("[V*2]" + SENTIMENT, WORDS, soft=torch.zeros(2, tiny_causal_lm.hidden_size))
+    ensemble = EnsemblePrompt((soft, Prompt.build(SENTIMENT, WORDS)), labels=("negative", "positive"))
+    copy = frozen_copy(ensemble)
+    soft.soft.add_(1.0)  # training goes on in place
+    assert float(copy.members[0].soft.abs().sum()) == 0.0 and copy.members[1] == ensemble.members[1]
+
+
 def test_incumbents_give_the_prompt_in_force_at_each_fraction() -> None:
     prompts = [Prompt.build(f"{i} {{sentence}}[P]", WORDS) for i in range(3)]
     incumbents = Incumbents(searcher=None)
