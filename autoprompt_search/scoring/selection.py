@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy.special import logsumexp
@@ -125,19 +125,19 @@ class SelectionOptions:
     options, stored under their own names (``config()`` reads them by the signature), and the
     policy they make."""
 
-    select_by: SelectBy = "logloss"
-    select_on: SelectOn = "dev"
-    calibrate: CalibrateChoice = "choose"
-    ensemble: int = 1
-    combine: Combine = "mean"
-    guard: float | None = None
+    select_by: SelectBy
+    select_on: SelectOn
+    calibrate: CalibrateChoice
+    ensemble: int
+    combine: Combine
+    guard: float | None
 
-    def set_selection(self, *, select_by: SelectBy = "logloss", select_on: SelectOn = "dev",
-                      calibrate: CalibrateChoice = "choose", ensemble: int = 1, combine: Combine = "mean",
-                      guard: float | None = None) -> None:
-        SelectionPolicy(select_by, select_on, calibrate, ensemble, combine, guard)  # refuse bad values now
-        self.select_by, self.select_on, self.calibrate = select_by, select_on, calibrate
-        self.ensemble, self.combine, self.guard = ensemble, combine, guard
+    def set_selection(self, **options: Any) -> None:
+        """Store the selection options under their own names; the defaults and the checks are
+        :class:`SelectionPolicy`'s (one place), so a bad value is refused now."""
+        policy = SelectionPolicy(**{"by" if name == "select_by" else name: value for name, value in options.items()})
+        self.select_by, self.select_on, self.calibrate = policy.by, policy.select_on, policy.calibrate
+        self.ensemble, self.combine, self.guard = policy.ensemble, policy.combine, policy.guard
 
     def selection_policy(self) -> SelectionPolicy:
         return SelectionPolicy(self.select_by, self.select_on, self.calibrate, self.ensemble, self.combine, self.guard)
