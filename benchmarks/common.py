@@ -62,6 +62,13 @@ def environment(dtype: str = "float32") -> dict[str, Any]:
     }
 
 
+def trained_parameters(prompt: dict[str, Any]) -> int:
+    """The trained numbers a saved prompt's JSON holds: its soft vectors, deep prefix and head (by
+    their recorded shapes), summed over an ensemble's members."""
+    own = sum(int(np.prod(prompt[name]["shape"])) for name in ("soft", "deep", "head") if prompt.get(name))
+    return own + sum(trained_parameters(member) for member in prompt.get("members", ()))
+
+
 def write_result(name: str, data: dict[str, Any]) -> Path:
     path = RESULTS / "perf" / f"{name}.json"
     atomic.write_json(path, data)

@@ -8,6 +8,12 @@ Test scoring goes through the content-addressed :class:`~benchmarks.score_cache.
 (hits, misses and the forward rows spent are in the record's ``test_scoring``). Besides the final
 prompt, the prompt that was best at each checkpoint (a fraction of the search's seconds) is scored
 on test after the search, for the time-to-quality plot: the search is timed without that work.
+
+A generation task's final prompt is also decoded on test (texts cached like scores): its cell
+metric is corpus BLEU (``test_score`` = BLEU / 100, on the scale of the other metrics), and the
+record keeps each input's text, sacrebleu n-gram statistics and ROUGE-L, so a paired bootstrap can
+re-sum corpus BLEU over resampled inputs. Its checkpoints are not scored: decoding test at each one
+would cost as much as the search itself.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -22,15 +29,18 @@ import numpy as np
 import torch
 
 from autoprompt_search import Demonstrations, Evaluator, load_model
-from autoprompt_search.data.tasks import Task
+from autoprompt_search.data.tasks import Example, Task
 from autoprompt_search.models.language_model import LanguageModel
 from autoprompt_search.prompts.ensemble import EnsemblePrompt
 from autoprompt_search.prompts.prompt import ModelSignature, Prompt
 from autoprompt_search.scoring.metrics import primary_metric
+from autoprompt_search.scoring.reference_scoring import reference_texts
 from autoprompt_search.scoring.score_table import ScoreTable
+from autoprompt_search.scoring.text_metrics import bleu_from_statistics, bleu_statistics, rouge_l_scores
 from autoprompt_search.searchers import SEARCHERS, Budget, Searcher, StepRecord
 
 from . import common
+from .common import trained_parameters
 from .score_cache import ScoreCache
 from .suite import Job, SuiteError, resolve_config
 from .tasks import load_benchmark_task
@@ -86,21 +96,30 @@ def _run(job: Job, data_dir: str | None, threads: int | None, cache: ScoreCache)
     table, cached = cache.score(evaluator, result.prompt, test, task, train)
     result.test_metrics = table.metrics(0)
     metric = primary_metric(task.kind)
+    if task.kind == "generation":
+        texts, decoded_cached = cache.texts(evaluator, result.prompt, test, task, train)
+        predictions = generation_predictions(texts, test)
+        result.test_metrics |= {"bleu": bleu_from_statistics(predictions["bleu_stats"]),
+                                "rouge_l": float(np.mean(predictions["rouge_l"]))}
+        metric, test_score, cached = "bleu", result.test_metrics["bleu"] / 100, cached and decoded_cached
+    else:
+        predictions, test_score = _predictions(table), result.test_metrics[metric]
     signature = ModelSignature(lm.name, lm.vocab_size, lm.hidden_size)
     checkpoints = []
-    for fraction, step in incumbents.at(job.checkpoints, result.history):
+    scored = incumbents.at(job.checkpoints, result.history) if task.kind != "generation" else []
+    for fraction, step in scored:
         prompt = dataclasses.replace(step.prompt, model=signature)
         at, _ = cache.score(evaluator, prompt, test, task, train)
         checkpoints.append({"fraction": fraction, "step": step.step, "seconds": step.seconds,
                             "forward_passes": step.forward_passes, "test_score": at.metrics(0)[metric]})
-    soft = result.prompt.soft
+    found = result.to_json(lm.decode)
     return {
         "task_kind": task.kind, "labels": list(task.labels), "metric": metric,
-        "test_score": result.test_metrics[metric], "dev_score": result.dev_score,
-        "result": result.to_json(lm.decode), "test_predictions": _predictions(table),
+        "test_score": test_score, "dev_score": result.dev_score,
+        "result": found, "test_predictions": predictions,
         "test_cached": cached, "test_scoring": vars(cache.stats), "checkpoints": checkpoints,
         "storage": {"trigger_ids": len(result.prompt.trigger_ids),
-                    "soft_parameters": int(soft.numel()) if soft is not None else 0,
+                    "soft_parameters": trained_parameters(found["prompt"]),
                     "model_parameters": n_parameters},
         "seconds": {"model_load": round(model_seconds, 3), "task_load": round(task_seconds, 3),
                     "search": round(search_seconds, 3), "test": round(time.perf_counter() - clock, 3)},
@@ -171,6 +190,13 @@ def _model(name: str, device: str) -> tuple[LanguageModel, int, float]:
         _MODELS[key] = (lm, sum(p.numel() for p in lm.model.parameters()))
     lm, n_parameters = _MODELS[key]
     return lm, n_parameters, time.perf_counter() - started
+
+
+def generation_predictions(texts: list[str], examples: Sequence[Example]) -> dict[str, Any]:
+    """Per test input: the decoded text, its sacrebleu statistics (summed for corpus BLEU) and ROUGE-L."""
+    references = [reference_texts(example) for example in examples]
+    return {"texts": texts, "bleu_stats": bleu_statistics(texts, references),
+            "rouge_l": rouge_l_scores(texts, references)}
 
 
 def _predictions(table: ScoreTable) -> dict[str, Any]:

@@ -17,16 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from autoprompt_search import atomic
 
 from . import plots
-from .common import RESULTS
-from .stats import ALPHA, Comparison, compare, mean_std
+from .common import RESULTS, trained_parameters
+from .stats import ALPHA, Comparison, compare, mcnemar_exact, mean_std, paired_bootstrap_bleu
 from .summary import summary_table
 
 #: Above this many tasks a suite's table is transposed (rows tasks, columns searchers).
 WIDE = 8
-METRIC_NAMES = {"accuracy": "accuracy", "p_at_1": "P@1"}
+METRIC_NAMES = {"accuracy": "accuracy", "p_at_1": "P@1", "bleu": "BLEU / ROUGE-L"}
 ENV_KEYS = ("torch", "transformers", "python", "cpu", "cpu_count", "threads", "cuda", "dtype")
 
 
@@ -44,11 +46,21 @@ class SuiteView:
     def cell(self, searcher: str, task: str) -> list[dict[str, Any]]:
         return [r for r in self.records if r["searcher"] == searcher and r["task"] == task]
 
-    def comparison(self, searcher: str, task: str) -> Comparison | None:
-        def by_seed(name: str) -> dict[int, tuple[float, list[int]]]:
-            return {r["seed"]: (r["test_score"], r["test_predictions"]["correct"]) for r in self.cell(name, task)}
+    @property
+    def generation(self) -> bool:
+        """Whether the cells are decoded text (BLEU, paired bootstrap) rather than correct answers (McNemar)."""
+        return any(r["metric"] == "bleu" for r in self.records)
 
-        return compare(by_seed(self.baseline), by_seed(searcher)) if searcher != self.baseline else None
+    def comparison(self, searcher: str, task: str) -> Comparison | None:
+        evidence = "bleu_stats" if self.generation else "correct"
+
+        def by_seed(name: str) -> dict[int, tuple[float, list]]:
+            return {r["seed"]: (r["test_score"], r["test_predictions"][evidence]) for r in self.cell(name, task)}
+
+        if searcher == self.baseline:
+            return None
+        return compare(by_seed(self.baseline), by_seed(searcher),
+                       paired_bootstrap_bleu if self.generation else mcnemar_exact)
 
 
 def load_suites(runs: Path) -> list[SuiteView]:
@@ -75,12 +87,15 @@ def render(views: Sequence[SuiteView], command: str) -> str:
         "# Leaderboard", "",
         f"Regenerate: `{command}` (from the runner's JSON records, one per job; run a suite with",
         "`python -m benchmarks.run SUITE`, suites in `benchmarks/suites/`). Generated: do not edit by hand.", "",
-        "Cells: test score in % (accuracy; P@1 for LAMA facts), mean ± std over seeds (ddof=0, as LM-BFF reports).",
+        "Cells: test score in % (accuracy; P@1 for LAMA facts), mean ± std over seeds (ddof=0, as LM-BFF reports);",
+        "generation cells are corpus BLEU / ROUGE-L (0-100) of the greedily decoded test texts.",
         "Marks against the suite's baseline: ▲/▼ when the 95 % paired-bootstrap CI of the mean delta over seeds",
-        f"excludes 0 *and* McNemar's exact test on the same test examples gives p < {ALPHA} in that direction on at",
-        "least half of the seeds. *Stores*: what a found prompt adds per task (discrete trigger ids, trained soft",
-        "parameters) against the frozen model's parameter count. *s/job*: mean wall-clock of a job (search and test",
-        "scoring; a worker's first job also loads the model), on the machine named under Environment.", "",
+        f"excludes 0 *and* a paired test on the same test examples gives p < {ALPHA} in that direction on at least",
+        "half of the seeds: McNemar's exact test, or for generation Koehn's paired bootstrap of corpus BLEU over",
+        "the test inputs. *Stores*: what a found prompt adds per task (discrete trigger ids, trained soft, deep",
+        "and head parameters) against the frozen model's parameter count. *s/job*: mean wall-clock of a job",
+        "(search and test scoring; a worker's first job also loads the model), on the machine named under",
+        "Environment.", "",
         "## Which searcher should I use?", "",
         "Per suite and task, the row with the best mean test score over seeds (among rows with the most seeds), its",
         "mean gain over the suite's baseline with the 95 % paired-bootstrap CI over seeds (and the ▲/▼ mark), and its",
@@ -105,7 +120,8 @@ def _suite_section(view: SuiteView) -> list[str]:
              f"Environment: {_environment(view)}", ""]
     lines += [*_score_table(view), ""]
     if deltas := _delta_table(view):
-        lines += [f"Against `{view.baseline}` (test points; per-seed McNemar p-values):", "", *deltas, ""]
+        test = "paired-bootstrap (BLEU)" if view.generation else "McNemar"
+        lines += [f"Against `{view.baseline}` (test points; per-seed {test} p-values):", "", *deltas, ""]
     lines += ["<details><summary>Prompts found (per task and searcher; seeds that found each)</summary>", "",
               *_prompt_table(view), "", "</details>", ""]
     for record in view.errors:
@@ -131,6 +147,12 @@ def _cells(view: SuiteView) -> dict[tuple[str, str], tuple[float, float, int]]:
     return out
 
 
+def _rouge_l(view: SuiteView, searcher: str, task: str) -> str:
+    """`` / ROUGE-L mean ± std`` of a generation cell (per seed: the mean of its inputs' ROUGE-L)."""
+    mean, std = mean_std([float(np.mean(r["test_predictions"]["rouge_l"])) for r in view.cell(searcher, task)])
+    return f" / {mean:.1f} ± {std:.1f}"
+
+
 def _score_table(view: SuiteView) -> list[str]:
     cells = _cells(view)
     full = max((n for _, _, n in cells.values()), default=0)
@@ -141,7 +163,8 @@ def _score_table(view: SuiteView) -> list[str]:
         mean, std, n = cells[searcher, task]
         comparison = view.comparison(searcher, task)
         mark = f" {comparison.mark}" if comparison and comparison.mark else ""
-        return f"{mean:.1f} ± {std:.1f}{mark}" + (f" (n={n})" if n < full else "")
+        rouge = _rouge_l(view, searcher, task) if view.generation else ""
+        return f"{mean:.1f} ± {std:.1f}{rouge}{mark}" + (f" (n={n})" if n < full else "")
 
     def average(searcher: str) -> str:
         means = [cells[searcher, t][0] for t in view.tasks if (searcher, t) in cells]
@@ -161,7 +184,7 @@ def _score_table(view: SuiteView) -> list[str]:
 
 
 def _delta_table(view: SuiteView) -> list[str]:
-    rows = [["searcher", "task", "Δ mean", "95 % CI", "wins", "McNemar wins / losses", "p per seed"]]
+    rows = [["searcher", "task", "Δ mean", "95 % CI", "wins", "significant wins / losses", "p per seed"]]
     for searcher in view.searchers[1:]:
         for task in view.tasks:
             c = view.comparison(searcher, task)
@@ -196,10 +219,10 @@ def _stores(view: SuiteView, searcher: str) -> str:
     if not records:
         return "–"
     triggers = sorted({r["storage"]["trigger_ids"] for r in records})
-    soft = sorted({r["storage"]["soft_parameters"] for r in records})
+    trained = sorted({trained_parameters(r["result"]["prompt"]) for r in records})
     model = max(r["storage"]["model_parameters"] for r in records)
-    share = 100 * soft[-1] / model
-    return (f"{_span(triggers)} trigger ids, {_span(soft)} soft params "
+    share = 100 * trained[-1] / model
+    return (f"{_span(triggers)} trigger ids, {_span(trained)} trained params "
             f"({'0' if share == 0 else f'{share:.2g}'} % of {_millions(model)})")
 
 

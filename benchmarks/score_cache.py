@@ -15,6 +15,9 @@ scores. A calibration prior ``p_cf`` is left out: it is a function of the rest, 
 unfitted copy of one prompt share an entry. Options that only change batching (``batch_tokens``,
 ``reuse_prefix``, ``chunk_pairs``) are left out too: they change scores only by float rounding.
 
+Generation tasks are also decoded on test: the texts are stored as ``<key>.json`` under the
+score key extended by the decoding settings (beams, new tokens, stop rule; not the batch size).
+
 Entries are ``<root>/<key[:2]>/<key>.npz`` written atomically (temporary file, fsync, rename), so
 two workers scoring the same prompt at once both write the same bytes and a reader never sees half
 a file; an unreadable or mismatched entry counts as a miss and is rewritten. Loading never unpickles.
@@ -61,18 +64,21 @@ class CacheStats:
     hits: int = 0
     misses: int = 0
     forward_rows: int = 0
+    decoded_texts: int = 0
 
     def add(self, other: CacheStats | dict[str, int]) -> None:
         other = other if isinstance(other, dict) else vars(other)
         self.hits += int(other.get("hits", 0))
         self.misses += int(other.get("misses", 0))
         self.forward_rows += int(other.get("forward_rows", 0))
+        self.decoded_texts += int(other.get("decoded_texts", 0))
 
     def summary(self) -> str:
         lookups = self.hits + self.misses
         rate = f"{100 * self.hits / lookups:.0f} %" if lookups else "–"
+        decoded = f", {self.decoded_texts} texts decoded" if self.decoded_texts else ""
         return (f"{lookups} lookups, {self.hits} hits, {self.misses} misses (hit rate {rate}), "
-                f"{self.forward_rows} forward rows")
+                f"{self.forward_rows} forward rows{decoded}")
 
 
 class ScoreCache:
@@ -98,6 +104,23 @@ class ScoreCache:
         if path is not None:
             _store(path, key, table)
         return table, False
+
+    def texts(self, evaluator: Evaluator, prompt: Prompt, examples: Sequence[Example], task: Task,
+              train: Sequence[Example] = ()) -> tuple[list[str], bool]:
+        """The texts ``prompt`` decodes on ``examples`` (a generation task) and whether they came from the cache."""
+        decoding = evaluator.decoding
+        settings = [decoding.num_beams, decoding.max_new_tokens, decoding.stop_at_newline]
+        key = _digest(json.dumps([cache_key(evaluator, prompt, examples, task, train), settings]))
+        path = None if self.root is None else self.root / key[:2] / f"{key}.json"
+        if path is not None and (texts := _load_texts(path, key, len(examples))) is not None:
+            self.stats.hits += 1
+            return texts, True
+        texts = evaluator.generate(prompt, examples, task)
+        self.stats.misses += 1
+        self.stats.decoded_texts += len(texts)
+        if path is not None:
+            atomic.write_json(path, {"key": key, "texts": texts})
+        return texts, False
 
 
 def cache_key(evaluator: Evaluator, prompt: Prompt | EnsemblePrompt, examples: Sequence[Example], task: Task,
@@ -178,6 +201,17 @@ def _store(path: Path, key: str, table: ScoreTable) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
     atomic.write_with(path, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))
+
+
+def _load_texts(path: Path, key: str, count: int) -> list[str] | None:
+    """The stored texts, or None when the entry is missing, unreadable, not this key's or short."""
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    texts = stored.get("texts") if isinstance(stored, dict) and stored.get("key") == key else None
+    ok = isinstance(texts, list) and len(texts) == count and all(isinstance(t, str) for t in texts)
+    return texts if ok else None
 
 
 def _load(path: Path, key: str) -> ScoreTable | None:

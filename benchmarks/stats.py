@@ -6,19 +6,29 @@ paired twice over: per seed, both prompts are scored on the same test examples, 
 test (a binomial test on the discordant examples) says whether that seed's difference is more than
 noise; over seeds, a paired bootstrap of the per-seed deltas gives a confidence interval of the
 mean delta. Everything is deterministic: the bootstrap uses a fixed seed.
+
+Generated text has no per-example correctness, and corpus BLEU is no mean of per-example scores,
+so a generation seed is tested with Koehn's (2004) paired bootstrap instead of McNemar: resample
+the test inputs, re-sum both prompts' n-gram statistics, recompute both corpus BLEUs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.stats import binomtest
 
+from autoprompt_search.scoring.text_metrics import bleu_from_statistics
+
 ALPHA = 0.05
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
+#: Resamples of test inputs per generation seed (each recomputes two corpus BLEUs; sacrebleu's own
+#: paired bootstrap uses 1000 too).
+INPUT_RESAMPLES = 1000
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,21 @@ class McNemar:
 
 
 @dataclass(frozen=True)
+class PairedBootstrap:
+    """Koehn's paired bootstrap of a corpus metric on one seed's test inputs.
+
+    ``delta``: other − baseline on the real test set; ``p_value``: two-sided, twice the smaller
+    share of resamples whose delta is ≤ 0 or ≥ 0 (capped at 1).
+    """
+
+    delta: float
+    p_value: float
+
+
+PairedTest = Callable[[Any, Any], "McNemar | PairedBootstrap"]
+
+
+@dataclass(frozen=True)
 class Comparison:
     """A searcher against the baseline on one task, over the seeds both have."""
 
@@ -45,7 +70,7 @@ class Comparison:
     wins: int  # seeds where the other searcher scores higher
     significant_wins: int  # ... and McNemar p < ALPHA
     significant_losses: int
-    tests: tuple[McNemar, ...]
+    tests: tuple[McNemar | PairedBootstrap, ...]
 
     @property
     def mark(self) -> str:
@@ -76,6 +101,23 @@ def mcnemar_exact(baseline_correct: Sequence[bool], other_correct: Sequence[bool
     return McNemar(b, c, min(1.0, p))
 
 
+def paired_bootstrap_bleu(
+    baseline_statistics: Sequence[Sequence[int]], other_statistics: Sequence[Sequence[int]], *,
+    resamples: int = INPUT_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+) -> PairedBootstrap:
+    """Paired bootstrap of corpus BLEU over test inputs, from each input's sacrebleu statistics
+    (:func:`~autoprompt_search.scoring.text_metrics.bleu_statistics`) under both prompts."""
+    base, other = np.asarray(baseline_statistics), np.asarray(other_statistics)
+    if base.shape != other.shape:
+        raise ValueError(f"paired test needs the same inputs: {base.shape} vs {other.shape} statistics")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(base), size=(resamples, len(base)))
+    deltas = np.array([bleu_from_statistics([other[picks[r]].sum(0)]) - bleu_from_statistics([base[picks[r]].sum(0)])
+                       for r in range(resamples)])
+    p = 2 * min(np.mean(deltas <= 0), np.mean(deltas >= 0))
+    return PairedBootstrap(bleu_from_statistics(other) - bleu_from_statistics(base), float(min(1.0, p)))
+
+
 def bootstrap_ci(
     deltas: Sequence[float], *, confidence: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
@@ -90,9 +132,12 @@ def bootstrap_ci(
 
 
 def compare(
-    baseline: dict[int, tuple[float, Sequence[bool]]], other: dict[int, tuple[float, Sequence[bool]]]
+    baseline: dict[int, tuple[float, Any]], other: dict[int, tuple[float, Any]],
+    paired_test: PairedTest = mcnemar_exact,
 ) -> Comparison | None:
-    """Compare per-seed ``(test score, per-example correctness)`` of two searchers on one task.
+    """Compare per-seed ``(test score, per-example evidence)`` of two searchers on one task; the
+    evidence is what ``paired_test`` reads (per-example correctness for McNemar, per-input BLEU
+    statistics for :func:`paired_bootstrap_bleu`).
 
     Only seeds both have count; ``None`` when there are none.
     """
@@ -100,7 +145,7 @@ def compare(
     if not seeds:
         return None
     deltas = tuple(other[s][0] - baseline[s][0] for s in seeds)
-    tests = tuple(mcnemar_exact(baseline[s][1], other[s][1]) for s in seeds)
+    tests = tuple(paired_test(baseline[s][1], other[s][1]) for s in seeds)
     low, high = bootstrap_ci(deltas)
     return Comparison(
         seeds=seeds, deltas=deltas, mean_delta=float(np.mean(deltas)), ci_low=low, ci_high=high,

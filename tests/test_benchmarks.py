@@ -17,7 +17,7 @@ import yaml
 from autoprompt_search import SEARCHERS, load_demo
 from benchmarks import report, run
 from benchmarks.jobs import execute
-from benchmarks.stats import bootstrap_ci, compare, mcnemar_exact, mean_std
+from benchmarks.stats import bootstrap_ci, compare, mcnemar_exact, mean_std, paired_bootstrap_bleu
 from benchmarks.suite import SUITES_DIR, SuiteError, load_suite, resolve_config
 
 SEEDS = [1, 2]
@@ -226,6 +226,21 @@ def test_bootstrap_and_comparison() -> None:
     assert comparison.mark == ""  # the CI touches 0: not a consistent gain
     assert compare(baseline, {s: (1.0, gold) for s in (1, 2, 3)}).mark == "▲"
     assert compare(baseline, {7: (1.0, gold)}) is None
+
+
+def test_paired_bootstrap_of_corpus_bleu() -> None:
+    from autoprompt_search.scoring.text_metrics import bleu_statistics
+
+    refs = [["the cat sat on the mat"], ["a dog runs in the park"], ["we ate fish at noon"]] * 10
+    good = bleu_statistics([r[0] for r in refs], refs)
+    poor = bleu_statistics(["the dog sat in a park"] * len(refs), refs)
+    same = paired_bootstrap_bleu(good, good)
+    assert same.delta == 0 and same.p_value == 1.0
+    better = paired_bootstrap_bleu(poor, good)
+    assert better.delta > 50 and better.p_value < 0.01
+    assert paired_bootstrap_bleu(poor, good) == better  # deterministic
+    with pytest.raises(ValueError, match="same inputs"):
+        paired_bootstrap_bleu(good, good[:-1])
 
 
 # --- report -------------------------------------------------------------------------------------

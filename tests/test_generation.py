@@ -17,7 +17,13 @@ from autoprompt_search.scoring import deep_prompt
 from autoprompt_search.scoring.evaluator import Evaluator
 from autoprompt_search.scoring.generation import Decoding, stop_ids
 from autoprompt_search.scoring.soft_forward import soft_forward
-from autoprompt_search.scoring.text_metrics import corpus_bleu, generation_metrics, rouge_l
+from autoprompt_search.scoring.text_metrics import (
+    bleu_from_statistics,
+    bleu_statistics,
+    corpus_bleu,
+    generation_metrics,
+    rouge_l,
+)
 
 
 def _deep(lm, n: int = 3) -> torch.Tensor:
@@ -147,6 +153,19 @@ def test_bleu_is_sacrebleus_multi_reference_corpus_bleu() -> None:
     expected = sacrebleu.corpus_bleu(hyps, [list(s) for s in zip(*padded, strict=True)]).score
     assert corpus_bleu(hyps, refs) == pytest.approx(expected)
     assert corpus_bleu(["a b c d e"], [["a b c d e"]]) == pytest.approx(100.0)
+
+
+def test_bleu_statistics_sum_to_the_corpus_bleu_and_resample() -> None:
+    hyps = ["the cat sat on the mat", "a dog runs in the park today", "hello", "the the the"]
+    refs = [["the cat sat on a mat", "a cat is on the mat"], ["the dog runs in the park"], ["hello there", "hi"],
+            ["the cat", "a dog", "the end of it"]]
+    rows = bleu_statistics(hyps, refs)
+    assert bleu_from_statistics(rows) == pytest.approx(corpus_bleu(hyps, refs))
+    assert bleu_from_statistics(bleu_statistics(["x y", "z"], [["a b"], ["c"]])) == pytest.approx(
+        corpus_bleu(["x y", "z"], [["a b"], ["c"]]))  # no n-gram matches: the same smoothing
+    picked = [0, 0, 2, 3]  # a bootstrap resample repeats inputs: it equals the corpus BLEU of the repeats
+    assert bleu_from_statistics([rows[i] for i in picked]) == pytest.approx(
+        corpus_bleu([hyps[i] for i in picked], [refs[i] for i in picked]))
 
 
 def test_rouge_l_takes_the_best_reference() -> None:

@@ -18,10 +18,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from generation_fixtures import ROWS, TEMPLATE
 
 from autoprompt_search import Demonstrations, Evaluator, Prompt, load_demo
 from autoprompt_search.prompts.ensemble import EnsemblePrompt
-from benchmarks import plots, run
+from autoprompt_search.scoring.text_metrics import bleu_from_statistics, corpus_bleu
+from benchmarks import plots, report, run
 from benchmarks.jobs import Incumbents, Snapshot, frozen_copy
 from benchmarks.score_cache import ScoreCache, cache_key
 from benchmarks.sst_full import full_sentences
@@ -77,9 +79,50 @@ def test_a_rerun_with_its_jsons_deleted_makes_no_test_forward_pass(
     assert "test scoring this run: 8 lookups, 8 hits, 0 misses (hit rate 100 %), 0 forward rows" in printed
     second = _records(tmp_path / "out" / "tiny")
     for name, record in second.items():
-        assert record["test_scoring"] == {"hits": 2, "misses": 0, "forward_rows": 0} and record["test_cached"]
+        assert record["test_scoring"] == {"hits": 2, "misses": 0, "forward_rows": 0, "decoded_texts": 0}
+        assert record["test_cached"]
         assert record["test_predictions"] == first[name]["test_predictions"]
         assert [c["test_score"] for c in record["checkpoints"]] == [c["test_score"] for c in first[name]["checkpoints"]]
+
+
+def test_generation_jobs_decode_test_once_and_report_bleu_with_a_paired_bootstrap(
+        tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    data = tmp_path / "data" / "gen"
+    data.mkdir(parents=True)
+    for split, rows in (("train", ROWS[:4]), ("dev", ROWS[2:5]), ("test", ROWS[3:])):
+        lines = [json.dumps({"mr": mr, "target": list(refs)}) for mr, refs in rows]
+        (data / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    spec = {"model": str(tiny_model_dir), "seeds": [1, 2], "baseline": "manual",
+            "tasks": [{"name": "gen", "data": {"folder": "gen"}, "template": TEMPLATE}],
+            "searchers": {"manual": {"budget": {"iterations": 1}, "config": {"templates": ["$template"]}},
+                          "manual-1shot": {"base": "manual", "evaluator": {"demos": {"k": 1, "per_class": False}}}}}
+    suite = tmp_path / "gen.yaml"
+    suite.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    out = tmp_path / "out"
+    args = [str(suite), "--out", str(out), "--cache", str(tmp_path / "c"), "--data-dir", str(tmp_path / "data")]
+    assert run.main(args) == 0
+    first = _records(out / "gen")
+    references = [list(refs) for _, refs in ROWS[3:]]
+    for record in first.values():
+        predictions = record["test_predictions"]
+        assert record["metric"] == "bleu" and not record["checkpoints"]
+        assert len(predictions["texts"]) == len(predictions["rouge_l"]) == len(references)
+        bleu = corpus_bleu(predictions["texts"], references)
+        assert bleu_from_statistics(predictions["bleu_stats"]) == pytest.approx(bleu)
+        assert record["test_score"] == pytest.approx(bleu / 100)
+    assert first["gen__manual__seed1"]["test_scoring"]["decoded_texts"] == len(references)
+    assert first["gen__manual__seed2"]["test_cached"]  # the same prompt on the same test: decoded once
+    for path in (out / "gen").glob("*.json"):
+        path.unlink()
+    assert run.main(args) == 0
+    second = _records(out / "gen")
+    assert all(r["test_cached"] and r["test_scoring"]["decoded_texts"] == 0 == r["test_scoring"]["forward_rows"]
+               for r in second.values())
+    assert {k: r["test_predictions"] for k, r in second.items()} == {k: r["test_predictions"] for k, r in first.items()}
+    assert report.main(["--runs", str(out), "--out", str(tmp_path / "board")]) == 0
+    board = (tmp_path / "board" / "LEADERBOARD.md").read_text()
+    assert "metric BLEU / ROUGE-L" in board and "per-seed paired-bootstrap (BLEU) p-values" in board
+    assert "| manual-1shot | gen | " in board
 
 
 def test_cache_keys_follow_content_and_entries_round_trip(tmp_path: Path, tiny_causal_lm) -> None:
