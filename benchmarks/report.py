@@ -42,6 +42,7 @@ class SuiteView:
     tasks: list[str]
     searchers: list[str]  # baseline first
     baseline: str
+    also_against: tuple[str, ...] = ()  # more reference rows, each with its own delta table
 
     def cell(self, searcher: str, task: str) -> list[dict[str, Any]]:
         return [r for r in self.records if r["searcher"] == searcher and r["task"] == task]
@@ -51,15 +52,17 @@ class SuiteView:
         """Whether the cells are decoded text (BLEU, paired bootstrap) rather than correct answers (McNemar)."""
         return any(r["metric"] == "bleu" for r in self.records)
 
-    def comparison(self, searcher: str, task: str) -> Comparison | None:
+    def comparison(self, searcher: str, task: str, against: str | None = None) -> Comparison | None:
+        """``searcher`` against the baseline (or the row ``against``) on ``task``, seed by seed."""
+        against = against or self.baseline
         evidence = "bleu_stats" if self.generation else "correct"
 
         def by_seed(name: str) -> dict[int, tuple[float, list]]:
             return {r["seed"]: (r["test_score"], r["test_predictions"][evidence]) for r in self.cell(name, task)}
 
-        if searcher == self.baseline:
+        if searcher == against:
             return None
-        return compare(by_seed(self.baseline), by_seed(searcher),
+        return compare(by_seed(against), by_seed(searcher),
                        paired_bootstrap_bleu if self.generation else mcnemar_exact)
 
 
@@ -76,8 +79,9 @@ def load_suites(runs: Path) -> list[SuiteView]:
         baseline = records[0]["baseline"]
         tasks = list(dict.fromkeys(r["task"] for r in records))
         others = sorted({r["searcher"] for r in records} - {baseline})
+        also = tuple(dict.fromkeys(a for r in records for a in r["job"].get("also_against", ())))
         views.append(SuiteView(name, ok, [r for r in records if r["status"] != "ok"], tasks, [baseline, *others],
-                               baseline))
+                               baseline, also))
     return views
 
 
@@ -119,9 +123,10 @@ def _suite_section(view: SuiteView) -> list[str]:
              f"{seconds:.0f} s of job wall-clock in total", "",
              f"Environment: {_environment(view)}", ""]
     lines += [*_score_table(view), ""]
-    if deltas := _delta_table(view):
-        test = "paired-bootstrap (BLEU)" if view.generation else "McNemar"
-        lines += [f"Against `{view.baseline}` (test points; per-seed {test} p-values):", "", *deltas, ""]
+    test = "paired-bootstrap (BLEU)" if view.generation else "McNemar"
+    for against in (view.baseline, *view.also_against):
+        if deltas := _delta_table(view, against):
+            lines += [f"Against `{against}` (test points; per-seed {test} p-values):", "", *deltas, ""]
     lines += ["<details><summary>Prompts found (per task and searcher; seeds that found each)</summary>", "",
               *_prompt_table(view), "", "</details>", ""]
     for record in view.errors:
@@ -183,11 +188,11 @@ def _score_table(view: SuiteView) -> list[str]:
     return [*_markdown(rows), "", *_markdown(stores)]
 
 
-def _delta_table(view: SuiteView) -> list[str]:
+def _delta_table(view: SuiteView, against: str) -> list[str]:
     rows = [["searcher", "task", "Δ mean", "95 % CI", "wins", "significant wins / losses", "p per seed"]]
-    for searcher in view.searchers[1:]:
+    for searcher in view.searchers:
         for task in view.tasks:
-            c = view.comparison(searcher, task)
+            c = view.comparison(searcher, task, against)
             if c is None:
                 continue
             pvalues = ", ".join(f"{s}: {_p(t.p_value)}" for s, t in zip(c.seeds, c.tests, strict=True))

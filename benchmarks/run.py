@@ -173,6 +173,7 @@ def job_spec(job: dict[str, Any]) -> dict[str, Any]:
     used = referenced_variables(spec.get("config"))
     spec["task"] = {k: v for k, v in (spec.get("task") or {}).items() if k in ("name", "data") or k in used}
     spec.pop("task_index", None)
+    spec.pop("also_against", None)  # which rows the report compares with changes no result
     return spec
 
 

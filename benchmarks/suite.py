@@ -6,6 +6,7 @@ A suite crosses tasks × searchers × seeds on one model::
     evaluator: {dtype: float32}          # Evaluator options shared by every job
     seeds: [13, 21, 42, 87, 100]
     baseline: manual                     # the row every other searcher is compared to
+    also_against: [manual+demos]         # optional: more reference rows, each with its own delta table
     task_defaults: {template: "{sentence} It was[P]"}
     tasks:
       - {name: SST-2, data: {lmbff: SST-2}, verbalizer: {"0": terrible, "1": great}}
@@ -55,8 +56,8 @@ from autoprompt_search.searchers import SEARCHERS
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 BUDGET_KEYS = ("iterations", "forward_passes", "seconds")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
-_SUITE_KEYS = {"model", "device", "evaluator", "seeds", "baseline", "task_defaults", "tasks", "searchers",
-               "description", "checkpoints"}
+_SUITE_KEYS = {"model", "device", "evaluator", "seeds", "baseline", "also_against", "task_defaults", "tasks",
+               "searchers", "description", "checkpoints"}
 _ENTRY_KEYS = {"config", "budget", "tasks", "searcher", "base", "evaluator"}
 #: Evaluator options a suite may set (the ones that change what is scored, plus dtype and batching).
 EVALUATOR_KEYS = {"dtype", "calibration", "demos", "fact_match", "normalize", "batch_tokens", "reuse_prefix"}
@@ -88,6 +89,7 @@ class Job:
     baseline: str = "manual"
     method: str = ""  # the registered searcher; "" means the same as ``searcher``
     checkpoints: tuple[float, ...] = DEFAULT_CHECKPOINTS
+    also_against: tuple[str, ...] = ()  # report only: the results do not depend on it
 
     @property
     def searcher_class(self) -> str:
@@ -143,6 +145,9 @@ def load_suite(name_or_path: str | Path) -> Suite:
     baseline = spec.get("baseline", "manual")
     if baseline not in searchers:
         raise SuiteError(f"{where}: baseline {baseline!r} is not one of the suite's searchers {sorted(searchers)}")
+    also = spec.get("also_against") or []
+    if not isinstance(also, list) or set(also) - set(searchers) or baseline in also:
+        raise SuiteError(f"{where}: 'also_against' lists other rows of the suite to compare with, got {also!r}")
     tasks = _tasks(spec["tasks"], spec.get("task_defaults") or {}, where)
     names = {task["name"] for task in tasks}
     for name, entry in searchers.items():
@@ -155,7 +160,7 @@ def load_suite(name_or_path: str | Path) -> Suite:
     jobs = tuple(
         Job(path.stem, task, index, name, entry.get("config") or {}, entry.get("budget") or {}, seed,
             str(spec["model"]), str(spec.get("device", "auto")), {**shared, **entry["evaluator"]}, baseline,
-            entry["searcher"], tuple(float(f) for f in checkpoints))
+            entry["searcher"], tuple(float(f) for f in checkpoints), tuple(also))
         for index, task in enumerate(tasks)
         for name, entry in searchers.items()
         if entry.get("tasks") is None or task["name"] in entry["tasks"]

@@ -120,6 +120,8 @@ def test_config_variables_are_resolved() -> None:
     ({"searchers": {"manual": {"budget": {"steps": 1}}}}, "budget"),
     ({"seeds": [1, 1]}, "distinct"),
     ({"baseline": "other"}, "baseline"),
+    ({"also_against": ["other"]}, "also_against"),
+    ({"also_against": ["manual"]}, "also_against"),  # the baseline is compared with already
     ({"searchers": {"manual": {"budget": {"iterations": 1}, "tasks": ["x"]}}}, "task names"),
     ({"tasks": [{"name": "a__b", "data": {"demo": "sentiment"}}]}, "task name"),
 ])

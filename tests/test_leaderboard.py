@@ -92,7 +92,7 @@ def test_generation_jobs_decode_test_once_and_report_bleu_with_a_paired_bootstra
     for split, rows in (("train", ROWS[:4]), ("dev", ROWS[2:5]), ("test", ROWS[3:])):
         lines = [json.dumps({"mr": mr, "target": list(refs)}) for mr, refs in rows]
         (data / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    spec = {"model": str(tiny_model_dir), "seeds": [1, 2], "baseline": "manual",
+    spec = {"model": str(tiny_model_dir), "seeds": [1, 2], "baseline": "manual", "also_against": ["manual-1shot"],
             "tasks": [{"name": "gen", "data": {"folder": "gen"}, "template": TEMPLATE}],
             "searchers": {"manual": {"budget": {"iterations": 1}, "config": {"templates": ["$template"]}},
                           "manual-1shot": {"base": "manual", "evaluator": {"demos": {"k": 1, "per_class": False}}}}}
@@ -123,6 +123,8 @@ def test_generation_jobs_decode_test_once_and_report_bleu_with_a_paired_bootstra
     board = (tmp_path / "board" / "LEADERBOARD.md").read_text()
     assert "metric BLEU / ROUGE-L" in board and "per-seed paired-bootstrap (BLEU) p-values" in board
     assert "| manual-1shot | gen | " in board
+    against_demos = board[board.index("Against `manual-1shot`"):]
+    assert "| manual | gen | " in against_demos and "| manual-1shot | gen | " not in against_demos
 
 
 def test_cache_keys_follow_content_and_entries_round_trip(tmp_path: Path, tiny_causal_lm) -> None:
