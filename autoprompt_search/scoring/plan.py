@@ -24,8 +24,9 @@ DemoSource = Callable[[Prompt, Example, Task], Sequence[Example]]
 class Plan:
     """Rows and queries for a set of pairs, and how to fold query answers back into scores.
 
-    Causal LM: one row holds the context; a word's first token is read at its last position, and a
-    multi-token word gets one extra row (context + its tokens but the last) for the rest. Masked LM:
+    Causal LM: a single-token word is read at the last position of a row holding the context; a
+    multi-token word gets its own row (context + its tokens but the last) and all its tokens are read
+    there, so a generation example (every reference is several tokens) needs no context-only row. Masked LM:
     one row per distinct word length, with that many mask tokens at the answer slot. ``demos`` gives
     the in-context demonstrations that go before each (prompt, example) pair.
     """
@@ -80,17 +81,19 @@ class Plan:
         return len(self.rows) - 1
 
     def _causal(self, c: int, enc: Encoded, targets: list[list[tuple[int, ...]]]) -> list[list[list[int]]]:
-        base = self._row(enc.before, c, list(enc.soft_before))
         last = len(enc.before) - 1
+        soft = list(enc.soft_before)
+        base: int | None = None  # the context alone, made only when a single-token word needs it
         out = []
         for words in targets:
             per_word = []
             for ids in words:
-                q = [self.queries.add(base, last, ids[0])]
-                if len(ids) > 1:
-                    ext = self._row(enc.before + ids[:-1], c, list(enc.soft_before))
-                    q += [self.queries.add(ext, last + j, t) for j, t in enumerate(ids) if j]
-                per_word.append(q)
+                if len(ids) > 1:  # context + the word's tokens but the last: every token is read on this row
+                    row = self._row(enc.before + ids[:-1], c, soft)
+                else:
+                    base = self._row(enc.before, c, soft) if base is None else base
+                    row = base
+                per_word.append([self.queries.add(row, last + j, t) for j, t in enumerate(ids)])
             out.append(per_word)
         return out
 
