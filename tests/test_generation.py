@@ -73,6 +73,15 @@ def test_reference_likelihood_equals_one_reference_at_a_time(tiny_causal_lm, kin
     assert metrics["token_logprob"] == pytest.approx(table.gold_logprob[0].sum() / table.gold_tokens[0].sum())
 
 
+def test_each_reference_is_one_row_with_no_context_only_row(tiny_causal_lm) -> None:
+    """Every reference is several tokens (it ends with end-of-text): its own row reads them all."""
+    task = generation_task()
+    evaluator = Evaluator(tiny_causal_lm, reuse_prefix=False)
+    examples = task.split("train")
+    evaluator.score([Prompt.build(TEMPLATE)], examples, task)
+    assert evaluator.forward_rows == sum(len(x.references) for x in examples)
+
+
 def test_training_loss_is_the_per_token_reference_nll(tiny_causal_lm) -> None:
     task = generation_task()
     evaluator = Evaluator(tiny_causal_lm)
