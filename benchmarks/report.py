@@ -128,7 +128,9 @@ def _suite_section(view: SuiteView) -> list[str]:
         if deltas := _delta_table(view, against):
             lines += [f"Against `{against}` (test points; per-seed {test} p-values):", "", *deltas, ""]
     lines += ["<details><summary>Prompts found (per task and searcher; seeds that found each)</summary>", "",
-              *_prompt_table(view), "", "</details>", ""]
+              *_prompt_table(view), "", "</details>", "",
+              "<details><summary>Selection scores (what each search saw: its selection split, mean over seeds)"
+              "</summary>", "", *_selection_table(view), "", "</details>", ""]
     for record in view.errors:
         error = record["error"]
         lines.append(f"- FAILED `{record['job_id']}`: {error['type']}: {' '.join(error['message'].split())}")
@@ -216,6 +218,28 @@ def _prompt_table(view: SuiteView) -> list[str]:
             for (rendered, words), seeds in sorted(found.items()):
                 rows.append([task, searcher, f"`{json.dumps(rendered, ensure_ascii=False)[1:-1]}`", words or "–",
                              ", ".join(seeds)])
+    return _markdown(rows)
+
+
+#: Selection-split metrics shown beside the test cells: the cell metric, then the likelihood the
+#: searches select by (mean class log-likelihood; per-token reference log-likelihood for generation).
+SELECTION_METRICS = ("accuracy", "p_at_1", "bleu", "class_logprob", "token_logprob")
+
+
+def _selection_table(view: SuiteView) -> list[str]:
+    """Per row and task: the selection split(s) and the mean of each selection metric over seeds."""
+    shown = [m for m in SELECTION_METRICS if any(m in (r["result"]["dev_metrics"] or {}) for r in view.records)]
+    rows = [["searcher", "task", "selection split", "seeds", *shown]]
+    for searcher in view.searchers:
+        for task in view.tasks:
+            if not (cell := view.cell(searcher, task)):
+                continue
+            splits = sorted({r["result"]["selection_split"] for r in cell})
+            values = []
+            for name in shown:
+                seen = [r["result"]["dev_metrics"][name] for r in cell if name in (r["result"]["dev_metrics"] or {})]
+                values.append(f"{np.mean(seen):.3f}" if len(seen) == len(cell) else "–")
+            rows.append([searcher, task, "/".join(splits), str(len(cell)), *values])
     return _markdown(rows)
 
 

@@ -123,7 +123,7 @@ def test_generation_jobs_decode_test_once_and_report_bleu_with_a_paired_bootstra
     board = (tmp_path / "board" / "LEADERBOARD.md").read_text()
     assert "metric BLEU / ROUGE-L" in board and "per-seed paired-bootstrap (BLEU) p-values" in board
     assert "| manual-1shot | gen | " in board
-    against_demos = board[board.index("Against `manual-1shot`"):]
+    against_demos = board[board.index("Against `manual-1shot`"):board.index("Prompts found")]
     assert "| manual | gen | " in against_demos and "| manual-1shot | gen | " not in against_demos
 
 
