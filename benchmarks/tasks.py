@@ -18,7 +18,10 @@
 
 Any of them takes ``limit: N`` to keep only the first N examples of every split (the CI smoke
 suite, which checks that searchers run, not how well), or ``limit: {dev: 200}`` for some splits
-only (a shorter selection split, e.g. LAMA's dev facts).
+only (a shorter selection split, e.g. LAMA's dev facts), and ``test_from: {lmbff: mr}`` (another
+data entry) to test on that data's test split instead: a carry-over measurement, where the prompt
+is searched on one data set and scored on another with the same labels and fields, which the
+search never saw (as a user would apply a found prompt to their own data).
 """
 
 from __future__ import annotations
@@ -61,7 +64,24 @@ def load_benchmark_task(
     if limits is not None and not isinstance(limits, dict):
         limits = {name: limits for name in task.splits}
     splits = {k: v[: int(limits[k])] if limits and k in limits else v for k, v in task.splits.items()}
+    if "test_from" in spec:
+        splits["test"] = _carry_over_test(entry, task, spec["test_from"], seed, data_dir)
     return Task(str(entry["name"]), task.kind, splits, task.labels, task.fields), variables
+
+
+def _carry_over_test(entry: dict[str, Any], task: Task, data: Any, seed: int,
+                     data_dir: Callable[[], Path]) -> list[Example]:
+    """The test split of another data entry, checked to have the searched task's labels and fields."""
+    if not isinstance(data, dict) or "test_from" in data:
+        raise SuiteError(f"task {entry['name']!r}: test_from is one data entry (e.g. {{lmbff: mr}}), got {data!r}")
+    other, _ = load_benchmark_task({"name": entry["name"], "data": data}, seed, data_dir)
+    if (other.kind, set(other.labels), set(other.fields)) != (task.kind, set(task.labels), set(task.fields)):
+        raise SuiteError(
+            f"task {entry['name']!r}: test_from {data} has labels {list(other.labels)} and fields {list(other.fields)}, "
+            f"the searched data {list(task.labels)} and {list(task.fields)}: a carry-over test needs the same ones")
+    if not other.has_split("test"):
+        raise SuiteError(f"task {entry['name']!r}: test_from {data} has no test split")
+    return list(other.split("test"))
 
 
 def lama_variables(template: str) -> dict[str, str]:

@@ -28,7 +28,7 @@ from benchmarks.jobs import Incumbents, Snapshot, frozen_copy
 from benchmarks.score_cache import ScoreCache, cache_key
 from benchmarks.sst_full import full_sentences
 from benchmarks.suite import SuiteError, load_suite
-from benchmarks.tasks import lama_variables
+from benchmarks.tasks import lama_variables, load_benchmark_task
 
 SENTIMENT = "Review: {sentence}\nSentiment:[P]"
 WORDS = {"negative": "bad", "positive": "good"}
@@ -333,6 +333,20 @@ def test_mean_quality_curve_starts_when_every_seed_has_a_prompt() -> None:
 def test_full_sentences_are_the_rows_no_other_row_contains() -> None:
     rows = ("a fine film .", "fine film", "a fine", "dull", "the plot is dull .", "a fine film .", "film")
     assert full_sentences(rows) == [0, 4]
+
+
+def test_a_carry_over_task_searches_one_data_set_and_tests_on_another() -> None:
+    def no_data_dir() -> Path:
+        raise AssertionError("demo tasks need no data directory")
+
+    entry = {"name": "transfer", "data": {"demo": "sentiment", "limit": {"test": 2},
+                                          "test_from": {"demo": "sentiment", "limit": {"test": 5}}}}
+    task, _ = load_benchmark_task(entry, 1, no_data_dir)
+    own, _ = load_benchmark_task({"name": "own", "data": {"demo": "sentiment"}}, 1, no_data_dir)
+    assert list(task.split("test")) == list(own.split("test"))[:5] and task.split("train") == own.split("train")
+    mismatch = {"name": "bad", "data": {"demo": "sentiment", "test_from": {"demo": "capitals"}}}
+    with pytest.raises(SuiteError, match="same ones"):
+        load_benchmark_task(mismatch, 1, no_data_dir)
 
 
 def test_lama_variables_turn_the_relation_phrase_into_slots() -> None:
