@@ -55,7 +55,9 @@ def test_causal_deep_prompt_of_real_text_equals_that_text(request: pytest.Fixtur
     prefix = lm.tokenize("Paris is the capital of France.")
     text = text_ids(lm, "the movie is great")
     ids = torch.tensor([prefix + text])
-    positions = torch.cat([torch.arange(len(prefix)), torch.arange(len(text))]).unsqueeze(0)
+    # text_prefix's convention: a rotary model runs the prefix text at -P..-1, right before the text's 0..T-1
+    start = -len(prefix) if lm.rotary_positions else 0
+    positions = torch.cat([torch.arange(start, start + len(prefix)), torch.arange(len(text))]).unsqueeze(0)
     with torch.no_grad():
         out = lm.model.base_model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=positions,
                                   use_cache=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -27,9 +28,9 @@ def any_lm(request: pytest.FixtureRequest):
 def test_deep_searcher_trains_and_saves_what_it_scored(any_lm, sentiment_task, tmp_path, name) -> None:
     template = "{sentence} It was[P]" if any_lm.is_causal else "{sentence} It was[P] ."
     searcher = SEARCHERS[name](templates=[template], verbalizers=[VERBALIZER], prefix_length=3, batch_size=4,
-                               eval_every=2, lr=0.05, mlp_hidden=8, seed=0) if name == "prefix-tuning" else \
-        SEARCHERS[name](templates=[template], verbalizers=[VERBALIZER], prefix_length=3, batch_size=4, eval_every=2,
-                        lr=0.05, seed=0)
+                               eval_every=2, lr=0.05, mlp_hidden=8, fallback=False, seed=0) if name == "prefix-tuning" \
+        else SEARCHERS[name](templates=[template], verbalizers=[VERBALIZER], prefix_length=3, batch_size=4,
+                             eval_every=2, lr=0.05, fallback=False, seed=0)
     result = searcher.search(sentiment_task, any_lm, budget=Budget(iterations=6), run_dir=tmp_path)
     losses = [r.scores["train_loss"] for r in result.history if "train_loss" in r.scores]
     assert len(losses) == 6
@@ -60,6 +61,42 @@ def test_real_word_init_is_the_text_prefix(tiny_gpt2_lm, sentiment_task) -> None
     ids = tiny_gpt2_lm.tokenize("the movie is")
     expected = deep_prompt.text_prefix(tiny_gpt2_lm, [ids[i % len(ids)] for i in range(3)])
     torch.testing.assert_close(searcher.param.materialise().deep.detach(), expected)
+
+
+def test_a_prefix_that_trains_to_no_gain_falls_back_to_the_plain_template(tiny_causal_lm, sentiment_task) -> None:
+    def searcher(fallback: bool):  # random keys and values in every layer: far worse than no prefix
+        return SEARCHERS["p-tuning-v2"](templates=["{sentence} It was[P]"], verbalizers=[VERBALIZER], prefix_length=4,
+                                        init="random", lr=1e-6, steps=2, eval_every=1, fallback=fallback, seed=0)
+
+    result = searcher(True).search(sentiment_task, tiny_causal_lm, budget=Budget(iterations=2), progress=False)
+    evidence = result.selection
+    assert evidence["chosen"] == "plain" and evidence["plain"]["score"] > evidence["trained"]
+    assert result.prompt.deep is None and result.prompt.render() == "{sentence} It was[P]"
+    plain = Evaluator(tiny_causal_lm).evaluate(Prompt.build("{sentence} It was[P]", VERBALIZER),
+                                               sentiment_task.split("dev"), sentiment_task)
+    assert result.dev_score == pytest.approx(plain["class_logprob"])
+    kept = searcher(False).search(sentiment_task, tiny_causal_lm, budget=Budget(iterations=2), progress=False)
+    assert kept.prompt.deep is not None and kept.selection is None
+
+
+def test_a_text_prefix_on_a_rotary_model_scores_as_the_text_written_before(tiny_tokenizer_bpe, sentiment_task) -> None:
+    """Positions -n..-1 for the prefix's text: the deep prompt equals that text in front of the template."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from autoprompt_search.models.language_model import LanguageModel
+
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         intermediate_size=64, max_position_embeddings=256, vocab_size=len(tiny_tokenizer_bpe),
+                         pad_token_id=tiny_tokenizer_bpe.pad_token_id)
+    lm = LanguageModel.wrap(LlamaForCausalLM(config).float().eval(), tiny_tokenizer_bpe, name="llama-no-bos")
+    assert lm.rotary_positions and not lm.prefix_ids
+    text, template = "the movie is good.\n", "{sentence} It was[P]"
+    deep = dataclasses.replace(Prompt.build(template, VERBALIZER), deep=deep_prompt.text_prefix(lm, lm.tokenize(text)))
+    written = Prompt.build(text + template, VERBALIZER)
+    examples = sentiment_task.split("dev")
+    scores = Evaluator(lm).score([deep, written], examples, sentiment_task).scores
+    np.testing.assert_allclose(scores[0], scores[1], atol=1e-4)
 
 
 def test_deep_searchers_refuse_soft_slots(tiny_causal_lm, sentiment_task) -> None:

@@ -152,7 +152,8 @@ def test_cli_discover_then_evaluate_a_soft_prompt(masked, tiny_model_dir, tiny_m
     run = tmp_path / "run"
     assert main(["discover", "--searcher", "p-tuning", "--model", str(tiny_model_dir), "--data", str(tmp_path),
                  "--template", r"{sentence}[V*2]\nSentiment:[P]", "--verbalizer", '{"0":"bad","1":"good"}',
-                 "--config", '{"steps": 2, "encoder": "mlp", "encoder_hidden": 8}', "--out", str(run)]) == 0
+                 "--config", '{"steps": 2, "encoder": "mlp", "encoder_hidden": 8, "fallback": false}',
+                 "--out", str(run)]) == 0
     assert (run / "prompt.safetensors").is_file()
     capsys.readouterr()
     assert main(["evaluate", "--model", str(tiny_model_dir), "--data", str(tmp_path / "test.tsv"),

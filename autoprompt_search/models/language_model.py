@@ -92,6 +92,12 @@ class LanguageModel:
         return int(self.model.get_input_embeddings().weight.shape[1])
 
     @property
+    def rotary_positions(self) -> bool:
+        """Whether positions enter attention as rotations (RoPE: Llama, Mistral, Qwen, GPT-NeoX, ...),
+        so only relative positions matter and any integer position, negative too, is valid."""
+        return any("rope" in key or "rotary" in key for key in self.model.config.to_dict())
+
+    @property
     def special_ids(self) -> frozenset[int]:
         return frozenset(int(i) for i in self.tokenizer.all_special_ids)
 

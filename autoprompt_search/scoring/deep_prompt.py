@@ -126,13 +126,22 @@ def text_prefix(lm: LanguageModel, ids: Sequence[int]) -> torch.Tensor:
     Li & Liang (2021, section 7.4) found that starting a prefix at real words' activations trains
     better than a random start, most of all with little data. A given cache is filled by causal
     and BERT-family models alike, so this needs no model-specific code.
+
+    On a causal LM with rotary positions the text is run at positions ``-len(ids)..-1``, right
+    before the ``0..T-1`` the prompted text keeps: a prefix of text activations then scores exactly
+    as that text written in front of the prompt (keys carry their rotation; run at ``0..`` they
+    would overlap the text's own positions and score worse). Absolute-position models cannot take
+    negative positions and keep ``0..``.
     """
     from transformers import DynamicCache
 
     start = len(lm.prefix_ids)
     sequence = torch.tensor([[*lm.prefix_ids, *ids, *lm.suffix_ids]], device=lm.device)
     cache = DynamicCache(config=lm.model.config)
-    lm.hidden_states(torch.ones_like(sequence), input_ids=sequence, past_key_values=cache)
+    positions = None
+    if lm.is_causal and lm.rotary_positions:
+        positions = torch.arange(sequence.shape[1], device=lm.device)[None] - sequence.shape[1]
+    lm.hidden_states(torch.ones_like(sequence), input_ids=sequence, past_key_values=cache, position_ids=positions)
     return torch.stack([torch.stack([layer.keys[0, :, start : start + len(ids)],
                                      layer.values[0, :, start : start + len(ids)]])
                         for layer in cache.layers]).float().cpu()

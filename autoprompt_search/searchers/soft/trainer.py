@@ -20,6 +20,11 @@ A subclass supplies the parameterization; this base owns everything else, once:
   applies to evaluation (Zhao et al. calibrate at inference), not to the training loss;
 - ``state_dict``/``load_state_dict`` with parameters, optimizer state, data position and the best
   prompt, so a resumed run equals an uninterrupted one bit for bit;
+- a fallback to the template as written (``fallback=True``, the default): the template without its
+  ``[V]`` slots (and without a deep prompt or head) is scored on the selection split at the start,
+  and returned when no trained prompt beats it there, so a training run that finds nothing (or an
+  initialisation worse than the plain template) never hands back a prompt worse than the one
+  given; the result's evidence records both scores;
 - multi-task training (P-tuning v2): ``also`` names further tasks, each with its own template and
   verbalizer over the same ``[V]`` vectors; batches mix all tasks' examples and selection averages
   the tasks' dev scores. The result initialises each task's own prompt (``init="prompt:<path>"``).
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
@@ -48,6 +54,7 @@ from ...scoring.selection import SelectBy, SelectionPolicy, selection_score
 from ...scoring.soft_forward import SoftBatch, soft_forward
 from ..base import OneTemplate, SearchContext, Searcher
 from ..config import choice, merge_preset, single
+from ..final import Decision
 from ..records import Step
 from .initialization import parse_init
 
@@ -150,13 +157,14 @@ class SoftSearcher(OneTemplate, Searcher):
         dtype: str = "float32",
         select_by: SelectBy = "logloss",
         average: int = 0,
+        fallback: bool = True,
         seed: int = 0,
     ) -> None:
         super().__init__(seed=seed)
         SelectionPolicy(by=select_by)  # refuse a bad value now
         if not isinstance(average, int) or average < 0:
             raise ConfigError(f"average={average!r}: the number of last evaluations to average, 0 or 1 for none")
-        self.select_by, self.average = select_by, average
+        self.select_by, self.average, self.fallback = select_by, average, fallback
         self.dtype = choice(self.name, "dtype", dtype, ("float32", "bfloat16"))
         self.templates = single(self.name, "templates", templates, self.default_template)
         self.verbalizers = single(self.name, "verbalizers", verbalizers, None)
@@ -196,6 +204,28 @@ class SoftSearcher(OneTemplate, Searcher):
         with torch.no_grad():
             tensors = self.param.materialise()
         self._best = (tensors.tensors(), self._dev_score(ctx, tensors), 0)
+        plain = self.plain_prompt(ctx)
+        self._plain_score = None if plain is None else self._dev_score(ctx, PromptTensors(), plain)
+
+    def plain_prompt(self, ctx: SearchContext) -> Prompt | None:
+        """The template as written, without ``[V]`` slots, deep prompt or head: the fallback (None
+        when ``fallback`` is off, with ``also`` tasks, or when a head stands in for the verbalizer)."""
+        if not self.fallback or self.also or (self.head and ctx.task.kind == "classification"):
+            return None
+        template = parse_template(re.sub(r"\[V(?:\*\d+)?\]", "", self._prompt.template.source))
+        return ctx.evaluator.validated(Prompt.build(template, self.verbalizer), ctx.task)
+
+    def conclude(self, ctx: SearchContext) -> Decision:
+        """The best trained prompt, or the plain template when that scored higher on the selection split."""
+        prompt, score = self.best
+        if self._plain_score is None:
+            return Decision(prompt, score, None)
+        plain = self.plain_prompt(ctx)
+        kept = self._plain_score > score
+        evidence = {"by": self.select_by, "examples": len(ctx.select), "trained": score,
+                    "plain": {"prompt": plain.render(), "score": self._plain_score},
+                    "chosen": "plain" if kept else "trained"}
+        return Decision(plain, self._plain_score, evidence) if kept else Decision(prompt, score, evidence)
 
     def step(self, ctx: SearchContext) -> Step | None:
         s = self.settings
@@ -259,7 +289,8 @@ class SoftSearcher(OneTemplate, Searcher):
                 else:
                     scalars[f"{index}.{key}"] = value
         state = {"step": self._step, "epoch": self._epoch, "cursor": self._cursor, "stale": self._stale,
-                 "best_score": self._best[1], "best_step": self._best[2], "opt_scalars": scalars}
+                 "best_score": self._best[1], "best_step": self._best[2], "plain_score": self._plain_score,
+                 "opt_scalars": scalars}
         return state, tensors
 
     def load_state_dict(self, state: dict[str, Any], tensors: dict[str, torch.Tensor], ctx: SearchContext) -> None:
@@ -278,6 +309,7 @@ class SoftSearcher(OneTemplate, Searcher):
         self._best = (best, float(state["best_score"]), int(state["best_step"]))
         self._step, self._epoch, self._cursor = int(state["step"]), int(state["epoch"]), int(state["cursor"])
         self._stale = int(state["stale"])
+        self._plain_score = state.get("plain_score")
         recent: dict[int, dict[str, torch.Tensor]] = {}
         for key, value in tensors.items():
             if key.startswith("recent."):
@@ -325,11 +357,12 @@ class SoftSearcher(OneTemplate, Searcher):
                                                         self._epoch, self._cursor)
         return [pool[i] for i in rows]
 
-    def _dev_score(self, ctx: SearchContext, tensors: PromptTensors) -> float:
-        """Selection score on each task part's selection split, averaged over the parts."""
+    def _dev_score(self, ctx: SearchContext, tensors: PromptTensors, prompt: Prompt | None = None) -> float:
+        """Selection score on each task part's selection split, averaged over the parts (``prompt``:
+        score that prompt as it is instead, on the searched task alone)."""
         scores = []
-        for part in self._parts:
-            metrics = ctx.evaluator.evaluate(tensors.apply(part.prompt), part.select, part.task)
+        for part in self._parts[:1] if prompt is not None else self._parts:
+            metrics = ctx.evaluator.evaluate(prompt or tensors.apply(part.prompt), part.select, part.task)
             nan = math.isnan(metrics["gold_logprob"])
             scores.append(-math.inf if nan else ctx.score(metrics) if part.task is ctx.task
                           else selection_score(metrics, part.task.kind, self.select_by))
