@@ -77,8 +77,9 @@ def _carry_over_test(entry: dict[str, Any], task: Task, data: Any, seed: int,
     other, _ = load_benchmark_task({"name": entry["name"], "data": data}, seed, data_dir)
     if (other.kind, set(other.labels), set(other.fields)) != (task.kind, set(task.labels), set(task.fields)):
         raise SuiteError(
-            f"task {entry['name']!r}: test_from {data} has labels {list(other.labels)} and fields {list(other.fields)}, "
-            f"the searched data {list(task.labels)} and {list(task.fields)}: a carry-over test needs the same ones")
+            f"task {entry['name']!r}: test_from {data} has labels {list(other.labels)} and fields "
+            f"{list(other.fields)}, the searched data {list(task.labels)} and {list(task.fields)}: a carry-over "
+            "test needs the same ones")
     if not other.has_split("test"):
         raise SuiteError(f"task {entry['name']!r}: test_from {data} has no test split")
     return list(other.split("test"))
