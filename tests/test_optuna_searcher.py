@@ -65,6 +65,16 @@ def test_trials_are_scored_on_growing_slices_and_poor_ones_pruned(tiny_causal_lm
     assert result.prompt.template.source == best.user_attrs["template"]
 
 
+def test_the_first_trial_is_the_given_prompt(tiny_causal_lm, sentiment_task, tmp_path) -> None:
+    storage = str(tmp_path / "study.db")
+    searcher = Optuna(templates=[GRAMMAR], verbalizers=VERBALIZERS, trials=3, seed=5, storage=storage)
+    searcher.search(sentiment_task, tiny_causal_lm, progress=False)
+    first = _trials(f"sqlite:///{storage}", "autoprompt-optuna")[0]
+    assert first.state == TrialState.COMPLETE  # scored in full: it competes in the final pick
+    assert (first.user_attrs["template"], first.user_attrs["verbalizer"]) == Space(
+        [GRAMMAR], ["0", "1"], verbalizers=VERBALIZERS).candidate({})
+
+
 def test_a_repeated_prompt_is_not_scored_again(tiny_causal_lm, sentiment_task) -> None:
     searcher = Optuna(templates=["{sentence} It was[P]"], verbalizers=VERBALIZERS[:1], trials=3)
     result = searcher.search(sentiment_task, tiny_causal_lm, progress=False)

@@ -100,6 +100,11 @@ class OptunaSearcher(SelectionOptions, Searcher):
     before TPE; ``storage``: None (memory), a SQLite path or any SQLAlchemy URL; ``study`` its name.
     The selection options (``select_by`` … ``guard``) are :class:`selection.SelectionPolicy`'s; the
     final pick sees the study's best ``max(FINALISTS, ensemble)`` complete trials.
+
+    When templates are given, a new study's first trial is the given prompt (the first alternative of
+    every choice, the first given words; Optuna's ``enqueue_trial``): it is scored in full like any
+    trial and competes in the final pick, so a study whose samples all fall short of the prompt the
+    user wrote returns that prompt rather than the best of the worse ones.
     """
 
     FINALISTS = 4
@@ -158,6 +163,8 @@ class OptunaSearcher(SelectionOptions, Searcher):
             self._study.set_user_attr("space", asdict(self._space))
         else:
             self._space = Space(**stored)
+        if self.templates and not self._study.get_trials(deepcopy=False):  # trial 0: the given prompt
+            self._study.enqueue_trial({name: d.choices[0] for name, d in self._space.distributions().items()})
 
     def step(self, ctx: SearchContext) -> Step | None:
         if self._trials >= self.trials:
