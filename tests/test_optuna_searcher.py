@@ -75,6 +75,14 @@ def test_the_first_trial_is_the_given_prompt(tiny_causal_lm, sentiment_task, tmp
         [GRAMMAR], ["0", "1"], verbalizers=VERBALIZERS).candidate({})
 
 
+def test_given_words_stay_with_their_class() -> None:
+    from autoprompt_search.searchers.optuna_search import _disjoint_words
+
+    found = [["positive", "bad", "good"], ["great", "bad"]]  # label search's likely words for each class
+    words = _disjoint_words(["0", "1"], [{"0": "negative", "1": "positive"}], found)
+    assert words == [["negative", "bad", "good"], ["positive", "great"]]
+
+
 def test_a_repeated_prompt_is_not_scored_again(tiny_causal_lm, sentiment_task) -> None:
     searcher = Optuna(templates=["{sentence} It was[P]"], verbalizers=VERBALIZERS[:1], trials=3)
     result = searcher.search(sentiment_task, tiny_causal_lm, progress=False)

@@ -290,12 +290,16 @@ class OptunaSearcher(SelectionOptions, Searcher):
 def _disjoint_words(
     labels: Sequence[str], verbalizers: Sequence[Mapping[str, Any]], found: Sequence[Sequence[str]]
 ) -> list[list[str]]:
-    """Per class: the given words, then the found ones; a word another class already has is dropped."""
+    """Per class: the given words, then the found ones; a word another class already has is dropped.
+    Every class's given words are reserved first, so a word label search finds for one class (say
+    ``positive`` among the negative class's likely words) never takes it from the class it was given to."""
+    given = [[w for v in verbalizers for w in _as_list(v.get(label, []))] for label in labels]
+    reserved = {w for words in given for w in words}
     taken: set[str] = set()
     out: list[list[str]] = []
     for c, label in enumerate(labels):
-        given = [w for v in verbalizers for w in _as_list(v.get(label, []))]
-        words = [w for w in dict.fromkeys([*given, *found[c]]) if w not in taken]
+        mine = [*given[c], *(w for w in found[c] if w not in reserved)]
+        words = [w for w in dict.fromkeys(mine) if w not in taken]
         if not words:
             raise VerbalizerError(f"no candidate label word is left for class {label!r}: raise label_top_k or "
                                   "give words for it in --verbalizer")
