@@ -20,11 +20,8 @@ A subclass supplies the parameterization; this base owns everything else, once:
   applies to evaluation (Zhao et al. calibrate at inference), not to the training loss;
 - ``state_dict``/``load_state_dict`` with parameters, optimizer state, data position and the best
   prompt, so a resumed run equals an uninterrupted one bit for bit;
-- a fallback to the template as written (``fallback=True``, the default): the template without its
-  ``[V]`` slots (and without a deep prompt or head) is scored on the selection split at the start,
-  and returned when no trained prompt beats it there, so a training run that finds nothing (or an
-  initialisation worse than the plain template) never hands back a prompt worse than the one
-  given; the result's evidence records both scores;
+- ``fallback`` (default on): the template as written (no ``[V]``, deep prompt or head) is scored on
+  the selection split too and returned when no trained prompt beats it there (evidence: both scores);
 - multi-task training (P-tuning v2): ``also`` names further tasks, each with its own template and
   verbalizer over the same ``[V]`` vectors; batches mix all tasks' examples and selection averages
   the tasks' dev scores. The result initialises each task's own prompt (``init="prompt:<path>"``).
@@ -183,7 +180,6 @@ class SoftSearcher(OneTemplate, Searcher):
 
     default_template: ClassVar[str] = "[V*8]{sentence} It was[P]"
 
-
     def expected_steps(self) -> int:
         return self.settings.steps
 
@@ -208,8 +204,8 @@ class SoftSearcher(OneTemplate, Searcher):
         self._plain_score = None if plain is None else self._dev_score(ctx, PromptTensors(), plain)
 
     def plain_prompt(self, ctx: SearchContext) -> Prompt | None:
-        """The template as written, without ``[V]`` slots, deep prompt or head: the fallback (None
-        when ``fallback`` is off, with ``also`` tasks, or when a head stands in for the verbalizer)."""
+        """The fallback: the template without ``[V]`` slots, deep prompt or head (None when off, with
+        ``also`` tasks, or when a head stands in for the verbalizer)."""
         if not self.fallback or self.also or (self.head and ctx.task.kind == "classification"):
             return None
         template = parse_template(re.sub(r"\[V(?:\*\d+)?\]", "", self._prompt.template.source))
@@ -220,8 +216,7 @@ class SoftSearcher(OneTemplate, Searcher):
         prompt, score = self.best
         if self._plain_score is None:
             return Decision(prompt, score, None)
-        plain = self.plain_prompt(ctx)
-        kept = self._plain_score > score
+        plain, kept = self.plain_prompt(ctx), self._plain_score > score
         evidence = {"by": self.select_by, "examples": len(ctx.select), "trained": score,
                     "plain": {"prompt": plain.render(), "score": self._plain_score},
                     "chosen": "plain" if kept else "trained"}
@@ -308,8 +303,7 @@ class SoftSearcher(OneTemplate, Searcher):
         best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
         self._best = (best, float(state["best_score"]), int(state["best_step"]))
         self._step, self._epoch, self._cursor = int(state["step"]), int(state["epoch"]), int(state["cursor"])
-        self._stale = int(state["stale"])
-        self._plain_score = state.get("plain_score")
+        self._stale, self._plain_score = int(state["stale"]), state.get("plain_score")
         recent: dict[int, dict[str, torch.Tensor]] = {}
         for key, value in tensors.items():
             if key.startswith("recent."):
@@ -358,8 +352,7 @@ class SoftSearcher(OneTemplate, Searcher):
         return [pool[i] for i in rows]
 
     def _dev_score(self, ctx: SearchContext, tensors: PromptTensors, prompt: Prompt | None = None) -> float:
-        """Selection score on each task part's selection split, averaged over the parts (``prompt``:
-        score that prompt as it is instead, on the searched task alone)."""
+        """Selection score averaged over the task parts (``prompt``: that prompt, searched task only)."""
         scores = []
         for part in self._parts[:1] if prompt is not None else self._parts:
             metrics = ctx.evaluator.evaluate(prompt or tensors.apply(part.prompt), part.select, part.task)
