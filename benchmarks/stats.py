@@ -112,8 +112,9 @@ def paired_bootstrap_bleu(
         raise ValueError(f"paired test needs the same inputs: {base.shape} vs {other.shape} statistics")
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(base), size=(resamples, len(base)))
-    deltas = np.array([bleu_from_statistics([other[picks[r]].sum(0)]) - bleu_from_statistics([base[picks[r]].sum(0)])
-                       for r in range(resamples)])
+    base_sums, other_sums = base[picks].sum(1), other[picks].sum(1)  # (resamples, 10) corpus statistics
+    deltas = np.array([bleu_from_statistics([o]) - bleu_from_statistics([b]) for o, b in zip(other_sums, base_sums,
+                                                                                             strict=True)])
     p = 2 * min(np.mean(deltas <= 0), np.mean(deltas >= 0))
     return PairedBootstrap(bleu_from_statistics(other) - bleu_from_statistics(base), float(min(1.0, p)))
 
