@@ -288,5 +288,5 @@ def test_report_renders_the_speed_benchmarks_records(tiny_runs: Path, tmp_path: 
     assert "| generate | batched greedy generation" in speed and "| 4.3x, identical texts 32/32 | 1 |" in speed
     assert "`python -m benchmarks.perf_generate`" in speed
     (out / "perf" / "new-benchmark.json").write_text("{}")
-    with pytest.raises(ValueError, match="no headline rule.*PERF_RECORDS"):
+    with pytest.raises(ValueError, match=r"no headline rule.*PERF_RECORDS"):
         report.main(["--runs", str(tiny_runs), "--out", str(out)])
