@@ -23,6 +23,7 @@ from autoprompt_search import atomic
 
 from . import plots
 from .common import RESULTS, trained_parameters
+from .perf_table import perf_rows
 from .stats import ALPHA, Comparison, compare, mcnemar_exact, mean_std, paired_bootstrap_bleu
 from .summary import summary_table
 
@@ -85,7 +86,8 @@ def load_suites(runs: Path) -> list[SuiteView]:
     return views
 
 
-def render(views: Sequence[SuiteView], command: str) -> str:
+def render(views: Sequence[SuiteView], command: str, perf: list[list[str]] | None = None) -> str:
+    """The whole LEADERBOARD.md; ``perf`` the speed and memory table (:mod:`perf_table`), if any."""
     summary = summary_table(views)
     lines = [
         "# Leaderboard", "",
@@ -109,6 +111,11 @@ def render(views: Sequence[SuiteView], command: str) -> str:
     ]
     for view in views:
         lines += _suite_section(view)
+    if perf:
+        lines += ["## Speed and memory", "",
+                  "Ratios measured against their reference in the same run, by the `perf_*` benchmarks (records in",
+                  "`results/perf/`, one per benchmark, each rewritten by the command beside it).", "",
+                  *_markdown(perf), ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -317,7 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"no records under {args.runs}: run `python -m benchmarks.run SUITE` first", file=sys.stderr)
         return 1
     out = Path(args.out)
-    atomic.write_text(out / "LEADERBOARD.md", render(views, shlex.join(["python", "-m", "benchmarks.report", *argv])))
+    command = shlex.join(["python", "-m", "benchmarks.report", *argv])
+    atomic.write_text(out / "LEADERBOARD.md", render(views, command, perf_rows(out / "perf")))
     write_plots(views, out)
     print(f"wrote {out / 'LEADERBOARD.md'} and {sum(4 for v in views if v.records)} plots", file=sys.stderr)
     return 0

@@ -275,3 +275,18 @@ def test_report_is_byte_identical_when_regenerated(tiny_runs: Path, tmp_path: Pa
     summary = text[text.index("## Which searcher should I use?"):text.index("## tiny")]
     assert "| tiny | sentiment | `better` | 100.0 ± 0.0 | +" in summary  # best row, its delta over manual
     assert "| tiny | capitals | `manual` | " in summary and "– (the baseline)" in summary
+
+
+def test_report_renders_the_speed_benchmarks_records(tiny_runs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "perf").mkdir(parents=True)
+    (out / "perf" / "generate.json").write_text(json.dumps(
+        {"speedup": 4.29, "identical_texts": 32, "examples": 32, "environment": {"threads": 1}}))
+    assert report.main(["--runs", str(tiny_runs), "--out", str(out)]) == 0
+    speed = (out / "LEADERBOARD.md").read_text()
+    speed = speed[speed.index("## Speed and memory"):]
+    assert "| generate | batched greedy generation" in speed and "| 4.3x, identical texts 32/32 | 1 |" in speed
+    assert "`python -m benchmarks.perf_generate`" in speed
+    (out / "perf" / "new-benchmark.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"no headline rule.*PERF_RECORDS"):
+        report.main(["--runs", str(tiny_runs), "--out", str(out)])

@@ -100,7 +100,7 @@ def test_rank_assignments_orders_by_training_accuracy() -> None:
 
 def test_label_search_words_map_back_to_their_tokens(any_lm, sentiment_task) -> None:
     template = "{sentence} It was[P]." if not any_lm.is_causal else "{sentence} It was[P]"
-    result = LabelSearcher(templates=[template], top_k=4, finalists=5, per_step=5, seed=0).search(
+    result = LabelSearcher(templates=[template], top_k=4, finalists=5, per_step=5, ensemble=1, seed=0).search(
         sentiment_task, any_lm, progress=False)
     words = result.prompt.verbalizer.words
     assert set(words) == {"0", "1"} and words["0"] != words["1"]

@@ -26,8 +26,9 @@ VERBALIZERS = [{"0": "bad", "1": "good"}, {"0": "terrible", "1": "great"}]
 
 
 def Optuna(**options) -> OptunaSearcher:
-    """The optuna searcher without the calibration choice, so that its result is the study's best trial."""
-    return OptunaSearcher(calibrate="off", **options)
+    """The optuna searcher without the calibration choice or the ensemble, so that its result is the
+    study's best trial."""
+    return OptunaSearcher(calibrate="off", ensemble=1, **options)
 
 def _trials(storage: str, study: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=study, storage=storage).get_trials()
@@ -175,7 +176,7 @@ def _write_task(task: Task, folder: Path) -> Path:
 def _workers_share_a_study(storage: str, study: str, model: Path, data: Path, out: Path) -> None:
     """Two CLI processes with different seeds run 3 trials each on one study, at the same time."""
     config = json.dumps({"storage": storage, "study": study, "trials": 3, "rungs": 2, "startup_trials": 2,
-                         "verbalizers": VERBALIZERS, "calibrate": "off"})
+                         "verbalizers": VERBALIZERS, "calibrate": "off", "ensemble": 1})
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     workers = [
         subprocess.Popen(

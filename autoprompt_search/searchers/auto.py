@@ -97,7 +97,7 @@ class AutoSearcher(SelectionOptions, Searcher):
     def _make_filter(self) -> FilterSearcher:
         return FilterSearcher(templates=self.templates, verbalizers=self.verbalizers, grammar=self.grammar,
                               builtin=self.builtin, label_words=self.label_words, finalists=self.finalists,
-                              calibrate="off", seed=self.seed)
+                              calibrate="off", ensemble=1, seed=self.seed)  # auto's own pick ensembles
 
     # --- searcher protocol ---------------------------------------------------------------------
     def start(self, ctx: SearchContext) -> None:

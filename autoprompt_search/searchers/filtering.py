@@ -66,7 +66,7 @@ class FilterSearcher(SelectionOptions, Searcher):
     ``finalists`` candidates scored on dev; ``halving``; ``coarse_dtype`` for the training rungs;
     ``fluency`` the weight of the template text's mean log-likelihood (:mod:`fluency`) added to the
     training scores that rank candidates and mutations. The selection options (``select_by`` …
-    ``guard``) are :class:`selection.SelectionPolicy`'s; ``ensemble: k`` returns the top k.
+    ``guard``) are :class:`selection.SelectionPolicy`'s; ``ensemble: k`` returns the top k (default 5).
     """
 
     name = "filter"
@@ -93,7 +93,7 @@ class FilterSearcher(SelectionOptions, Searcher):
         select_by: SelectBy = "logloss",
         select_on: SelectOn = "dev",
         calibrate: CalibrateChoice = "choose",
-        ensemble: int = 1,
+        ensemble: int = 5,
         combine: Combine = "mean",
         guard: float | None = None,
         seed: int = 0,

@@ -127,7 +127,7 @@ class OptunaSearcher(SelectionOptions, Searcher):
         select_by: SelectBy = "logloss",
         select_on: SelectOn = "dev",
         calibrate: CalibrateChoice = "choose",
-        ensemble: int = 1,
+        ensemble: int = 5,
         combine: Combine = "mean",
         guard: float | None = None,
         seed: int = 0,
