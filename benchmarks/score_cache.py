@@ -6,6 +6,9 @@ every seed of a fixed test set ends on, a prompt several seeds (or searchers) fi
 suite whose JSONs were deleted, and the time-to-quality checkpoints all read the stored table
 instead of running the model. What is stored is the whole per-example table (class log-probs, or
 gold ranks and log-probs), so metrics and paired statistics can be recomputed from it.
+An ensemble is stored as its members and combined on reading: the ensembles of different seeds
+and searchers share most members (the manual prompt, the grammar's common templates), which each
+cost one scoring in all.
 
 The key holds (see :func:`cache_key`): a fingerprint of the model (its weights and vocabulary, not
 its path), the prompt's content (template, verbalizer, trigger ids, hashes of soft/deep/head
@@ -92,6 +95,8 @@ class ScoreCache:
               train: Sequence[Example] = ()) -> tuple[ScoreTable, bool]:
         """``prompt``'s table on ``examples`` and whether it came from the cache. ``train`` is the
         pool demonstrations are drawn from (part of the key only when the prompt uses them)."""
+        if isinstance(prompt, EnsemblePrompt):
+            return self._ensemble(evaluator, prompt, examples, task, train)
         key = cache_key(evaluator, prompt, examples, task, train)
         path = None if self.root is None else self.root / key[:2] / f"{key}.npz"
         if path is not None and (table := _load(path, key)) is not None:
@@ -104,6 +109,29 @@ class ScoreCache:
         if path is not None:
             _store(path, key, table)
         return table, False
+
+    def _ensemble(self, evaluator: Evaluator, ensemble: EnsemblePrompt, examples: Sequence[Example], task: Task,
+                  train: Sequence[Example]) -> tuple[ScoreTable, bool]:
+        """An ensemble's table from its members' entries: a member another ensemble, seed or searcher
+        already scored costs nothing, the missing ones are scored together in one Evaluator run,
+        and the rule combines the rows (cheap, so it is not stored)."""
+        keys = [cache_key(evaluator, member, examples, task, train) for member in ensemble.members]
+        paths = [None if self.root is None else self.root / key[:2] / f"{key}.npz" for key in keys]
+        tables = [None if path is None else _load(path, key) for path, key in zip(paths, keys, strict=True)]
+        missing = [i for i, table in enumerate(tables) if table is None]
+        self.stats.hits += len(tables) - len(missing)
+        self.stats.misses += len(missing)
+        if missing:
+            before = evaluator.forward_rows
+            scored = evaluator.score([ensemble.members[i] for i in missing], examples, task)
+            self.stats.forward_rows += evaluator.forward_rows - before
+            for row, i in enumerate(missing):
+                tables[i] = _one_prompt(scored, row)
+                if paths[i] is not None:
+                    _store(paths[i], keys[i], tables[i])
+        combined = ensemble.combine(np.stack([table.scores[0] for table in tables]))
+        p_cf = None if all(table.p_cf is None for table in tables) else np.full((1, combined.shape[1]), np.nan)
+        return replace(tables[0], scores=combined[None], p_cf=p_cf), not missing
 
     def texts(self, evaluator: Evaluator, prompt: Prompt, examples: Sequence[Example], task: Task,
               train: Sequence[Example] = ()) -> tuple[list[str], bool]:
@@ -123,16 +151,11 @@ class ScoreCache:
         return texts, False
 
 
-def cache_key(evaluator: Evaluator, prompt: Prompt | EnsemblePrompt, examples: Sequence[Example], task: Task,
+def cache_key(evaluator: Evaluator, prompt: Prompt, examples: Sequence[Example], task: Task,
               train: Sequence[Example] = ()) -> str:
-    """The SHA-256 of everything the scores of ``prompt`` (or of an ensemble's members and rule) on
-    ``examples`` depend on."""
-    members = prompt.members if isinstance(prompt, EnsemblePrompt) else (prompt,)
-    settled = [evaluator.with_defaults(m) for m in members]
-    identity = [prompt_identity(m) for m in settled]
-    if isinstance(prompt, EnsemblePrompt):
-        identity = {"members": identity, "rule": prompt.rule, "weights": prompt.weights, "bias": prompt.bias,
-                    "labels": list(prompt.labels)}
+    """The SHA-256 of everything the scores of ``prompt`` on ``examples`` depend on (an ensemble is
+    stored as its members, see :meth:`ScoreCache.score`)."""
+    settled = evaluator.with_defaults(prompt)
     material = {
         "format": CACHE_FORMAT,
         "model": model_fingerprint(evaluator.model),
@@ -140,10 +163,10 @@ def cache_key(evaluator: Evaluator, prompt: Prompt | EnsemblePrompt, examples: S
                       "device": evaluator.model.device.type,
                       "candidate_ids": None if evaluator.candidate_ids is None else
                       _digest(json.dumps([int(i) for i in evaluator.candidate_ids]))},
-        "prompt": identity,
+        "prompt": prompt_identity(settled),
         "task": {"kind": task.kind, "labels": list(task.labels), "fields": list(task.fields)},
         "examples": examples_digest(examples),
-        "demo_pool": examples_digest(train) if any(m.demos is not None for m in settled) else None,
+        "demo_pool": examples_digest(train) if settled.demos is not None else None,
     }
     return _digest(json.dumps(material, sort_keys=True))
 
@@ -157,6 +180,15 @@ def prompt_identity(prompt: Prompt) -> dict[str, Any]:
     data["tensors"] = {name: tensor_digest(t) for name, t in (("soft", prompt.soft), ("deep", prompt.deep),
                                                               ("head", prompt.head)) if t is not None}
     return data
+
+
+def _one_prompt(table: ScoreTable, row: int) -> ScoreTable:
+    """Prompt ``row``'s part of a table that scored several prompts (the arrays with a prompt axis)."""
+    def part(name: str) -> np.ndarray | None:
+        value = getattr(table, name)
+        return None if value is None else value[row : row + 1]
+
+    return replace(table, **{name: part(name) for name in _ARRAYS if name != "gold"})
 
 
 def examples_digest(examples: Sequence[Example]) -> str:

@@ -126,11 +126,12 @@ def test_cli_evaluate_and_evaluate_many_accept_an_ensemble(tiny_causal_lm, tiny_
     assert many["jobs"][0]["accuracy"] == pytest.approx(single["accuracy"])
 
 
-@pytest.mark.parametrize(("name", "members"), [("filter", 5), ("label-search", 5), ("optuna", 5), ("auto", 5),
-                                                ("manual", 1), ("autoprompt", 1)])
+@pytest.mark.parametrize(("name", "members"), [("filter", 5), ("optuna", 5), ("auto", 5), ("manual", 1),
+                                                ("label-search", 1), ("autoprompt", 1)])
 def test_many_candidate_searchers_default_to_a_top_5_ensemble(name, members) -> None:
-    """Searchers that rank many candidates on a small selection split return their top 5 by default
-    (a single pick there is mostly noise, the sst2-16shot records show); the given prompt's searchers
-    and AutoPrompt (one candidate against its template) stay single."""
+    """Searchers that rank many different templates return their top 5 by default (a single pick on
+    a small selection split is mostly noise); the given prompt's searcher, AutoPrompt (one candidate
+    against its template) and label search (word sets for one template: their errors are shared, and
+    their top-5 ensemble measured worse than the single pick on sst2-16shot) stay single."""
     options = {"templates": ["{sentence} It was[P]"]} if name == "manual" else {}
     assert SEARCHERS[name](**options).selection_policy().ensemble == members

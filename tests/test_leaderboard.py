@@ -283,24 +283,27 @@ def test_a_killed_dask_worker_loses_no_record(tmp_path: Path, tiny_model_dir: Pa
 
 
 # --- checkpoints and time to quality ------------------------------------------------------------
-def test_an_ensemble_is_cached_by_its_members_and_rule(tmp_path: Path, tiny_causal_lm) -> None:
-    """auto and ensemble: k return an EnsemblePrompt; its test scores are cached like a single prompt's."""
+def test_an_ensemble_is_cached_as_its_members(tmp_path: Path, tiny_causal_lm) -> None:
+    """auto and ensemble: k return an EnsemblePrompt; its test scores come from its members' entries,
+    so a member scored alone (the manual row) or in another ensemble is not scored again."""
     task = load_demo("sentiment")
     test = task.split("test")
     evaluator = Evaluator(tiny_causal_lm)
     first, second = Prompt.build(SENTIMENT, WORDS), Prompt.build("{sentence} All in all, it was[P]", WORDS)
-    ensemble = EnsemblePrompt((first, second), labels=task.labels)
-    key = cache_key(evaluator, ensemble, test, task)
-    assert key not in (cache_key(evaluator, first, test, task), cache_key(evaluator, second, test, task))
-    assert key != cache_key(evaluator, EnsemblePrompt((second, first), labels=task.labels), test, task)
-    logistic = EnsemblePrompt((first, second), "logistic", (1.0, 0.5), (0.0, 0.1), task.labels)
-    assert key != cache_key(evaluator, logistic, test, task)
+    third = Prompt.build("Review: {sentence} It was[P]", WORDS)
     cache = ScoreCache(tmp_path / "cache")
+    cache.score(evaluator, first, test, task)  # the baseline row, scored alone
+    ensemble = EnsemblePrompt((first, second), labels=task.labels)
     table, hit = cache.score(evaluator, ensemble, test, task)
-    again, hit_again = cache.score(evaluator, ensemble, test, task)
-    assert (hit, hit_again) == (False, True)
+    assert not hit and (cache.stats.hits, cache.stats.misses, cache.stats.forward_rows) == (1, 2, 2 * len(test))
+    np.testing.assert_allclose(table.scores, evaluator.score([ensemble], test, task).scores, atol=1e-5)
+    logistic = EnsemblePrompt((second, first, third), "logistic", (1.0, 0.5, 0.2), (0.0, 0.1), task.labels)
+    table, hit = cache.score(evaluator, logistic, test, task)  # only the new member is scored
+    assert not hit and cache.stats.forward_rows == 3 * len(test)
+    np.testing.assert_allclose(table.scores, evaluator.score([logistic], test, task).scores, atol=1e-5)
+    again, hit = cache.score(evaluator, logistic, test, task)
+    assert hit and cache.stats.forward_rows == 3 * len(test)
     np.testing.assert_array_equal(again.scores, table.scores)
-    np.testing.assert_allclose(table.scores, evaluator.score([ensemble], test, task).scores)
 
 
 def test_a_snapshot_of_an_ensemble_copies_its_members_tensors(tiny_causal_lm) -> None:

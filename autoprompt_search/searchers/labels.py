@@ -52,7 +52,7 @@ class LabelSearcher(PoolSearcher):
         select_by: SelectBy = "logloss",
         select_on: SelectOn = "dev",
         calibrate: CalibrateChoice = "choose",
-        ensemble: int = 5,
+        ensemble: int = 1,
         combine: Combine = "mean",
         guard: float | None = None,
         seed: int = 0,
