@@ -17,6 +17,8 @@ GRAMMAR = "<<|Review: |Text: >>{sentence}<< It was| This is|\nSentiment:| Overal
 
 
 def _search(lm, task, **config):
+    """The filter with its rungs on train and its finalists on dev (the rung arithmetic the tests check)."""
+    config.setdefault("select_on", "dev")
     evaluator = Evaluator(lm)
     searcher = FilterSearcher(templates=["{sentence} So it was[P]"], verbalizers=[WORDS], grammar=GRAMMAR,
                               builtin=False, **config)
@@ -95,3 +97,12 @@ def test_coarse_rungs_in_bf16_count_their_forward_passes(tiny_causal_lm, sentime
     assert evaluator.dtype == "float32"
     assert bf16.history[-1].forward_passes == fp32.history[-1].forward_passes
     assert bf16.config["coarse_dtype"] == "bfloat16"
+
+
+def test_by_default_the_filter_searches_and_selects_on_every_labelled_example(tiny_causal_lm, sentiment_task) -> None:
+    """select_on="all" by default: 32 dev examples cannot tell noise from gain (Perez et al. 2021)."""
+    result, _ = _search(tiny_causal_lm, sentiment_task, select_on="all", first_slice=4, finalists=2)
+    default, _ = _search(tiny_causal_lm, sentiment_task, select_on=FilterSearcher().select_on, first_slice=4,
+                         finalists=2)
+    assert result.selection_split == default.selection_split == "train+dev"
+    assert result.selection["examples"] == len(sentiment_task.split("train")) + len(sentiment_task.split("dev"))

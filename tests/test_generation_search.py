@@ -24,7 +24,7 @@ CONFIGS = {
     "p-tuning-v2": {"templates": [TEMPLATE], "prefix_length": 2, **SMALL},
     "optuna": {"templates": ["<<|Table: >>{mr}<<\nText:|\n>>[P]"], "trials": 3, "rungs": 2, "startup_trials": 1},
     "filter": {"templates": [TEMPLATE], "builtin": True, "mutations": 0, "mutation_rounds": 0, "first_slice": 2,
-               "finalists": 2},
+               "finalists": 2, "select_on": "dev"},  # the e2e-lowdata setting: finalists decoded on dev only
 }
 
 

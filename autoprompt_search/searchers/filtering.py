@@ -91,7 +91,7 @@ class FilterSearcher(SelectionOptions, Searcher):
         coarse_dtype: str | None = None,
         fluency: float = 0.0,
         select_by: SelectBy = "logloss",
-        select_on: SelectOn = "dev",
+        select_on: SelectOn = "all",
         calibrate: CalibrateChoice = "choose",
         ensemble: int = 5,
         combine: Combine = "mean",
