@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     out = Path(args.out) / suite.name
-    pending = [job for job in jobs if not finished(out / f"{job.id}.json", job)]
+    pending = cache_friendly_order([job for job in jobs if not finished(out / f"{job.id}.json", job)])
     if missing := sorted(set(SEARCHERS) - {job.searcher_class for job in suite.jobs}):
         print(f"note: registered searcher(s) {', '.join(missing)} have no entry in {suite.path}", file=sys.stderr)
     print(f"{suite.name}: {len(jobs)} jobs, {len(jobs) - len(pending)} already finished, {len(pending)} to run "
@@ -149,6 +149,20 @@ def dump_record(record: dict[str, Any]) -> str:
     text = json.dumps({**record, "test_predictions": marker}, indent=2, ensure_ascii=False)
     inner = ",\n".join(f"    {json.dumps(key)}: {json.dumps(value)}" for key, value in predictions.items())
     return text.replace(json.dumps(marker), "{\n" + inner + "\n  }") + "\n"
+
+
+def cache_friendly_order(jobs: list[Job]) -> list[Job]:
+    """Every row's (task × searcher) first pending seed, then every row's second, and so on, each
+    round in suite order. Parallel workers then start on different rows rather than on two seeds of
+    one row, which for a deterministic row (a manual prompt on a fixed test set) would score the same
+    prompt twice at once; its later seeds read the cache the first one filled."""
+    seen: dict[tuple[int, str], int] = {}
+    rounds = []
+    for index, job in enumerate(jobs):
+        row = (job.task_index, job.searcher)
+        rounds.append((seen.get(row, 0), index))
+        seen[row] = seen.get(row, 0) + 1
+    return [jobs[index] for _, index in sorted(rounds)]
 
 
 def finished(path: Path, job: Job | None = None) -> bool:

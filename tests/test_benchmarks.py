@@ -107,6 +107,16 @@ def test_suites_follow_the_protocols() -> None:
     assert {job.seed for job in full.jobs} == lmbff_seeds and full.jobs[0].task["data"] == {"sst2_full": 200}
 
 
+def test_pending_jobs_start_each_row_before_a_second_seed_of_any() -> None:
+    jobs = [job for job in load_suite(SUITES_DIR / "lmbff-single.yaml").jobs
+            if job.searcher in ("manual", "manual+calib") and job.task["name"] in ("mr", "cr")]
+    ordered = run.cache_friendly_order(jobs)
+    assert sorted(j.id for j in ordered) == sorted(j.id for j in jobs)
+    assert [j.seed for j in ordered[:4]] == [13] * 4 and [j.seed for j in ordered[4:8]] == [21] * 4
+    assert [(j.task["name"], j.searcher) for j in ordered[:4]] == [
+        ("mr", "manual"), ("mr", "manual+calib"), ("cr", "manual"), ("cr", "manual+calib")]
+
+
 def test_config_variables_are_resolved() -> None:
     config = {"templates": ["$template"], "verbalizers": ["$verbalizer"], "per_step": 2, "note": "a $b"}
     resolved = resolve_config(config, {"template": "{x}[P]", "verbalizer": {"0": "no"}})

@@ -82,3 +82,27 @@ def test_cli_make_e2e_discover_prefix_tuning_then_evaluate(tiny_model_dir, tmp_p
                  str(run / "prompt.json"), "--max-new-tokens", "4", "--output-json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["split"] == "test" and result["n"] == 4 and {"bleu", "rouge_l"} <= set(result)
+
+
+@pytest.mark.parametrize("name", ["manual", "filter"])
+def test_no_prompt_is_decoded_twice_on_the_selection_split(name, tiny_causal_lm, monkeypatch) -> None:
+    """Decoding dominates a generation search: the pick's dev texts (and, for the manual searcher, its
+    dev likelihood) are reused for the result instead of being computed again."""
+    task = generation_task()
+    evaluator = Evaluator(tiny_causal_lm, decoding=Decoding(max_new_tokens=4))
+    dev, decoded = task.split("dev"), []
+    original = Evaluator.generate
+
+    def counted(self, prompt, examples, task):
+        decoded.append((prompt.template.source, list(examples) == list(dev)))
+        return original(self, prompt, examples, task)
+
+    monkeypatch.setattr(Evaluator, "generate", counted)
+    result = SEARCHERS[name](seed=0, **CONFIGS[name]).search(task, tiny_causal_lm, budget=Budget(iterations=3),
+                                                             evaluator=evaluator, progress=False)
+    on_dev = [source for source, is_dev in decoded if is_dev]
+    assert on_dev and len(on_dev) == len(set(on_dev))
+    assert {"bleu", "rouge_l", "token_logprob"} <= set(result.dev_metrics)
+    if name == "manual":  # one likelihood pass per candidate on dev, none again for the result
+        assert evaluator.forward_rows == len(CONFIGS["manual"]["templates"]) * sum(
+            len(x.references) for x in dev) + sum(len(x.references) for x in task.split("test"))

@@ -120,3 +120,12 @@ def test_select_by_accuracy_is_the_old_rule(tiny_causal_lm, sentiment_task) -> N
                                             sentiment_task.split("dev"), sentiment_task)
     scores = [selection_score(table.metrics(i), "classification", "accuracy") for i in range(2)]
     assert result.dev_score == pytest.approx(max(scores))
+
+
+@pytest.mark.parametrize(("name", "split"), [("auto", "all"), ("filter", "all"), ("label-search", "all"),
+                                              ("optuna", "dev"), ("autoprompt", "dev")])
+def test_searchers_that_rank_many_cheap_candidates_select_on_every_labelled_example(name, split) -> None:
+    """32 dev examples cannot tell a real gain from noise: the searchers whose candidates are scored
+    on the labelled data anyway select on train + dev; AutoPrompt's triggers and optuna's trials are
+    fit on train or rungs of dev, which stay apart."""
+    assert SEARCHERS[name]().selection_policy().select_on == split

@@ -111,9 +111,13 @@ class Evaluator:
         ROUGE-L of the decoded texts (:meth:`generate`) against all references."""
         out = self.score([prompt], examples, task).metrics(0)
         if decode and task.kind == "generation":
-            out |= text_metrics.generation_metrics(self.generate(prompt, examples, task),
-                                                   [reference_texts(x) for x in examples])
+            out |= self.decoded_metrics(prompt, examples, task)
         return out
+
+    def decoded_metrics(self, prompt: Prompt, examples: Sequence[Example], task: Task) -> dict[str, float]:
+        """BLEU and ROUGE-L of the texts ``prompt`` decodes on a generation task's ``examples``."""
+        return text_metrics.generation_metrics(self.generate(prompt, examples, task),
+                                               [reference_texts(x) for x in examples])
 
     def generate(self, prompt: Prompt, examples: Sequence[Example], task: Task) -> list[str]:
         """The text the model writes at ``[P]`` for each example (batched ``generate``, see :mod:`generation`)."""

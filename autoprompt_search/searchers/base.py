@@ -124,12 +124,17 @@ class Searcher(ABC):
         :meth:`final_candidates` (None where it has none), so the final pick does not rescore them."""
         return None
 
+    def best_metrics(self) -> dict[str, float] | None:
+        """The incumbent's metrics on the selection split, when the searcher has them (a generation
+        task's decoded ones too, if it decoded), so the result does not score them again."""
+        return None
+
     def conclude(self, ctx: SearchContext) -> Decision:
         """The result of the search: the final pick by the searcher's policy, or the incumbent."""
         policy = self.selection_policy()
         if policy is None or not policy.final_stage or ctx.task.kind == "generation":  # generation: decoded on dev
             prompt, score = self.best
-            return Decision(prompt, score, None)
+            return Decision(prompt, score, None, self.best_metrics())
         return final_selection(ctx.evaluator, ctx.task, ctx.select, self.final_candidates(), self.reference(),
                                policy, seed=self.seed, decode=ctx.model.decode, known=self.final_rows())
 
@@ -221,7 +226,9 @@ class Searcher(ABC):
         prompt = ctx.evaluator.resolved(_finished(prompt, ctx), ctx.task)
         # the final pick scored its prompt on the selection split already (an ensemble's members too);
         # generation: the final prompt is decoded (BLEU, ROUGE-L); the search itself selected on likelihood
-        dev_metrics = decision.metrics or ctx.evaluator.evaluate(prompt, ctx.select, ctx.task, decode=True)
+        dev_metrics = decision.metrics or ctx.evaluator.evaluate(prompt, ctx.select, ctx.task)
+        if ctx.task.kind == "generation" and "bleu" not in dev_metrics:
+            dev_metrics = {**dev_metrics, **ctx.evaluator.decoded_metrics(prompt, ctx.select, ctx.task)}
         test = ctx.task.split("test") if ctx.task.has_split("test") else None
         test_metrics = ctx.evaluator.evaluate(prompt, test, ctx.task, decode=True) if test is not None else None
         result = SearchResult(self.name, self.config(), self.seed, prompt, score, dev_metrics, test_metrics,

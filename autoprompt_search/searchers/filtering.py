@@ -117,6 +117,7 @@ class FilterSearcher(SelectionOptions, Searcher):
         self._rung = 0
         self._bank: list[str] = []
         self._rows: dict[int, np.ndarray] = {}  # class scores (E, L) on the selection split, for the final pick
+        self._decoded: dict[int, dict[str, float]] = {}  # generation: decoded dev metrics (not checkpointed)
 
 
     # --- searcher protocol ---------------------------------------------------------------------
@@ -148,6 +149,10 @@ class FilterSearcher(SelectionOptions, Searcher):
     def best(self) -> tuple[Prompt, float]:
         index = best_first(list(self._dev), list(self._dev.values()))[0] if self._dev else 0
         return self._prompt(index), self._dev.get(index, float("-inf"))
+
+    def best_metrics(self) -> dict[str, float] | None:
+        index = best_first(list(self._dev), list(self._dev.values()))[0] if self._dev else None
+        return self._decoded.get(index)
 
     def final_candidates(self) -> list[Prompt]:
         return [self._prompt(i) for i in self._final_indices()] or [self.best[0]]
@@ -247,8 +252,9 @@ class FilterSearcher(SelectionOptions, Searcher):
     def _select_scores(self, ctx: SearchContext, indices: list[int]) -> list[float]:
         """Scores on the selection split; each candidate's rows are kept (and reused) for the final pick."""
         if ctx.task.kind == "generation":  # likelihood ranked them on train; the few finalists are decoded on dev
-            return [decoded_score(ctx.evaluator.evaluate(self._prompt(i), ctx.select, ctx.task, decode=True))
-                    for i in indices]
+            self._decoded.update((i, ctx.evaluator.evaluate(self._prompt(i), ctx.select, ctx.task, decode=True))
+                                 for i in indices)
+            return [decoded_score(self._decoded[i]) for i in indices]
         if ctx.task.kind != "classification":
             return self._scores(ctx.evaluator, ctx, indices, ctx.select)
         todo = [i for i in indices if i not in self._rows]

@@ -50,7 +50,7 @@ class LabelSearcher(PoolSearcher):
         per_step: int = 8,
         allow_capitalized: bool = True,
         select_by: SelectBy = "logloss",
-        select_on: SelectOn = "dev",
+        select_on: SelectOn = "all",
         calibrate: CalibrateChoice = "choose",
         ensemble: int = 1,
         combine: Combine = "mean",

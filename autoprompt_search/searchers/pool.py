@@ -34,6 +34,7 @@ class PoolSearcher(SelectionOptions, Searcher):
         self._next = 0
         self._best: tuple[int, float] = (-1, float("-inf"))
         self._scores: list[float] = []
+        self._best_metrics: dict[str, float] | None = None  # not checkpointed: rescored after a resume
 
     @abstractmethod
     def build_pool(self, ctx: SearchContext) -> list[Spec]:
@@ -53,7 +54,7 @@ class PoolSearcher(SelectionOptions, Searcher):
             self._scores.append(score)
             scores[self.describe(self._next + offset)] = score
             if score > self._best[1]:
-                self._best = (self._next + offset, score)
+                self._best, self._best_metrics = (self._next + offset, score), table.metrics(offset)
         self._next += len(chunk)
         return Step(scores, note=f"scored candidates {self._next - len(chunk)}..{self._next - 1}")
 
@@ -65,6 +66,9 @@ class PoolSearcher(SelectionOptions, Searcher):
     def best(self) -> tuple[Prompt, float]:
         template, verbalizer = self._pool[max(self._best[0], 0)]
         return Prompt.build(template, verbalizer), self._best[1]
+
+    def best_metrics(self) -> dict[str, float] | None:
+        return self._best_metrics
 
     def final_candidates(self) -> list[Prompt]:
         ranked = top_indices(self._scores, max(self.FINALISTS, self.ensemble)) or [0]
