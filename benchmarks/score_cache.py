@@ -91,31 +91,24 @@ class ScoreCache:
         self.root = Path(root) if root is not None else None
         self.stats = CacheStats()
 
-    def score(self, evaluator: Evaluator, prompt: Prompt, examples: Sequence[Example], task: Task,
+    def score(self, evaluator: Evaluator, prompt: Prompt | EnsemblePrompt, examples: Sequence[Example], task: Task,
               train: Sequence[Example] = ()) -> tuple[ScoreTable, bool]:
         """``prompt``'s table on ``examples`` and whether it came from the cache. ``train`` is the
         pool demonstrations are drawn from (part of the key only when the prompt uses them)."""
-        if isinstance(prompt, EnsemblePrompt):
-            return self._ensemble(evaluator, prompt, examples, task, train)
-        key = cache_key(evaluator, prompt, examples, task, train)
-        path = None if self.root is None else self.root / key[:2] / f"{key}.npz"
-        if path is not None and (table := _load(path, key)) is not None:
-            self.stats.hits += 1
-            return table, True
-        before = evaluator.forward_rows
-        table = evaluator.score([prompt], examples, task)
-        self.stats.misses += 1
-        self.stats.forward_rows += evaluator.forward_rows - before
-        if path is not None:
-            _store(path, key, table)
-        return table, False
+        members = prompt.members if isinstance(prompt, EnsemblePrompt) else (prompt,)
+        tables, cached = self._member_tables(evaluator, members, examples, task, train)
+        if not isinstance(prompt, EnsemblePrompt):
+            return tables[0], cached
+        combined = prompt.combine(np.stack([table.scores[0] for table in tables]))
+        p_cf = None if all(table.p_cf is None for table in tables) else np.full((1, combined.shape[1]), np.nan)
+        return replace(tables[0], scores=combined[None], p_cf=p_cf), cached
 
-    def _ensemble(self, evaluator: Evaluator, ensemble: EnsemblePrompt, examples: Sequence[Example], task: Task,
-                  train: Sequence[Example]) -> tuple[ScoreTable, bool]:
-        """An ensemble's table from its members' entries: a member another ensemble, seed or searcher
-        already scored costs nothing, the missing ones are scored together in one Evaluator run,
-        and the rule combines the rows (cheap, so it is not stored)."""
-        keys = [cache_key(evaluator, member, examples, task, train) for member in ensemble.members]
+    def _member_tables(self, evaluator: Evaluator, members: Sequence[Prompt], examples: Sequence[Example],
+                       task: Task, train: Sequence[Example]) -> tuple[list[ScoreTable], bool]:
+        """Each prompt's table (stored ones read, the missing ones scored together in one Evaluator
+        run and stored) and whether all came from the cache. An ensemble is stored as its members, so
+        a member another ensemble, seed or searcher already scored costs nothing; combining is cheap."""
+        keys = [cache_key(evaluator, member, examples, task, train) for member in members]
         paths = [None if self.root is None else self.root / key[:2] / f"{key}.npz" for key in keys]
         tables = [None if path is None else _load(path, key) for path, key in zip(paths, keys, strict=True)]
         missing = [i for i, table in enumerate(tables) if table is None]
@@ -123,15 +116,13 @@ class ScoreCache:
         self.stats.misses += len(missing)
         if missing:
             before = evaluator.forward_rows
-            scored = evaluator.score([ensemble.members[i] for i in missing], examples, task)
+            scored = evaluator.score([members[i] for i in missing], examples, task)
             self.stats.forward_rows += evaluator.forward_rows - before
             for row, i in enumerate(missing):
                 tables[i] = _one_prompt(scored, row)
                 if paths[i] is not None:
                     _store(paths[i], keys[i], tables[i])
-        combined = ensemble.combine(np.stack([table.scores[0] for table in tables]))
-        p_cf = None if all(table.p_cf is None for table in tables) else np.full((1, combined.shape[1]), np.nan)
-        return replace(tables[0], scores=combined[None], p_cf=p_cf), not missing
+        return tables, not missing
 
     def texts(self, evaluator: Evaluator, prompt: Prompt, examples: Sequence[Example], task: Task,
               train: Sequence[Example] = ()) -> tuple[list[str], bool]:

@@ -147,12 +147,15 @@ class FilterSearcher(SelectionOptions, Searcher):
 
     @property
     def best(self) -> tuple[Prompt, float]:
-        index = best_first(list(self._dev), list(self._dev.values()))[0] if self._dev else 0
+        index = self._best_index()
         return self._prompt(index), self._dev.get(index, float("-inf"))
 
     def best_metrics(self) -> dict[str, float] | None:
-        index = best_first(list(self._dev), list(self._dev.values()))[0] if self._dev else None
-        return self._decoded.get(index)
+        return self._decoded.get(self._best_index())
+
+    def _best_index(self) -> int:
+        """The candidate with the best selection score (the first one before any is scored)."""
+        return best_first(list(self._dev), list(self._dev.values()))[0] if self._dev else 0
 
     def final_candidates(self) -> list[Prompt]:
         return [self._prompt(i) for i in self._final_indices()] or [self.best[0]]
