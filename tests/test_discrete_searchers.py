@@ -51,7 +51,8 @@ def test_autoprompt_swaps_tokens_and_reports(any_lm, sentiment_task) -> None:
             assert record.scores["best_candidate"] > record.scores["incumbent"]
     allowed = clean_token_mask(any_lm)
     assert all(allowed[t] for t in result.prompt.trigger_ids)
-    assert result.dev_score >= max(r.best_score for r in result.history[:1]) - 1e-9
+    # 1e-6: the same prompt scored among candidates and alone shares a different prefix (fp32 rounding)
+    assert result.dev_score >= max(r.best_score for r in result.history[:1]) - 1e-6
 
 
 def test_autoprompt_refuses_multi_token_label_words_and_missing_slots(tiny_causal_lm, sentiment_task) -> None:
