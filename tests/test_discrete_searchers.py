@@ -16,11 +16,6 @@ from autoprompt_search.searchers.labels import _rank_assignments
 VERBALIZER = {"0": "bad", "1": "good"}
 
 
-@pytest.fixture(params=["tiny_causal_lm", "tiny_gpt2_lm", "tiny_masked_lm"])
-def any_lm(request):
-    return request.getfixturevalue(request.param)
-
-
 def test_trigger_loss_equals_evaluator_gold_logprob(any_lm, sentiment_task) -> None:
     template = "{sentence} [T*2] It was[P]." if not any_lm.is_causal else "{sentence} [T*2] It was[P]"
     prompt = Prompt.build(template, {"0": ["bad", "terrible"], "1": "good"}).with_triggers((40, 41))

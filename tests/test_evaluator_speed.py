@@ -19,11 +19,6 @@ from autoprompt_search.scoring.halving import rank
 WORDS = {"0": ["bad", "terrible"], "1": ["good", "fantastic"]}  # "fantastic" is several tokens here
 
 
-@pytest.fixture(params=["tiny_causal_lm", "tiny_gpt2_lm"])
-def causal_lm(request: pytest.FixtureRequest) -> LanguageModel:
-    return request.getfixturevalue(request.param)
-
-
 def trigger_candidates(lm: LanguageModel, n: int = 6) -> list[Prompt]:
     """AutoPrompt-style: the same template, candidates differing in the last trigger token only."""
     base = Prompt.build("Review: {sentence} [T*3]\nSentiment:[P]", WORDS)

@@ -24,11 +24,6 @@ ATOL = 1e-4
 VERBALIZER = {"0": "bad", "1": "good"}
 
 
-@pytest.fixture(params=["tiny_causal_lm", "tiny_gpt2_lm", "tiny_masked_lm"])
-def any_lm(request: pytest.FixtureRequest) -> LanguageModel:
-    return request.getfixturevalue(request.param)
-
-
 def random_deep(lm: LanguageModel, n: int, seed: int) -> torch.Tensor:
     shape = deep_prompt.kv_shape(lm)
     generator = torch.Generator().manual_seed(seed)
