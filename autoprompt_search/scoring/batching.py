@@ -7,7 +7,7 @@ the hidden states at queried positions ("sites") go through the vocabulary head.
 share a long prefix (the same input under many candidate triggers, or one prompt's instruction over
 many inputs) are handed to :mod:`prefix_reuse`, which runs it once. Rows behind a deep prompt
 (:mod:`deep_prompt`) carry its keys/values into every layer; they count its slots in the token
-budget and are never given to prefix reuse (their text's keys depend on the deep prompt). Out of
+budget and share a prefix only with rows behind the same deep prompt. Out of
 memory halves the batch and retries.
 """
 
@@ -80,7 +80,7 @@ def run_queries(
     bar = tqdm(total=len(rows), desc="scoring", unit="seq", disable=not progress, leave=False)
     plain = list(range(len(rows)))
     if groupings and lm.is_causal:
-        plain = run_shared_prefixes(lm, rows, queries, queries_of, groupings, tables, scoring, budget, bar)
+        plain = run_shared_prefixes(lm, rows, queries, queries_of, groupings, tables, deep, scoring, budget, bar)
     order = sorted(plain, key=lambda r: (-length[r], r))
     i = 0
     while i < len(order):

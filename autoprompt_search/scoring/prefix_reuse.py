@@ -5,7 +5,8 @@ first candidate-specific token (the input text before the trigger slots, or — 
 trigger before the one being swapped). One prompt scored on many examples shares its text before the
 input (an instruction, soft vectors at the start): scoring a prompt on a 2,000-example test set then
 runs its instruction once instead of 2,000 times. Each row joins the grouping that saves it the most
-tokens (its group's common prefix × the share of the group that skips it). The prefix's keys and
+tokens (its group's common prefix × the share of the group that skips it). Rows behind a deep prompt
+share a prefix only with rows behind the same one, and the prefix then runs behind it. The prefix's keys and
 values are computed once per group, gathered for each suffix row into a fresh cache (the forward
 pass appends to a cache in place), and the suffix runs with explicit position ids, because
 right-padded prefixes leave masked gaps.
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from ..models.language_model import LanguageModel
+from . import deep_prompt
 from .rows import MAX_ROWS, Queries, Row, Scoring, is_oom, pad_rows, splice_soft
 
 #: A prefix shorter than this is not worth a separate pass.
@@ -35,6 +37,7 @@ def run_shared_prefixes(
     queries_of: Sequence[np.ndarray],
     groupings: Sequence[Sequence[int]],
     tables: Sequence[torch.Tensor | None],
+    deep: Sequence[torch.Tensor | None],
     scoring: Scoring,
     budget: int,
     bar,
@@ -42,10 +45,11 @@ def run_shared_prefixes(
     """Score the rows whose group shares a worthwhile prefix; return the other rows' indices.
 
     ``groupings`` holds one group id per row for each way rows may share a prefix (per example,
-    per prompt); each row is run in the grouping that saves it the most tokens.
+    per prompt); each row is run in the grouping that saves it the most tokens. Rows behind a deep
+    prompt share a prefix only with rows behind the same one (its keys shape the text's).
     """
-    rest: list[int] = [r for r, row in enumerate(rows) if row.deep is not None]  # text keys depend on the deep prompt
-    plain = [r for r, row in enumerate(rows) if row.deep is None]
+    rest: list[int] = []
+    plain = list(range(len(rows)))
     best = {r: (0.0, -1) for r in plain}  # row → (tokens saved per row, grouping)
     for g, grouping in enumerate(groupings):
         for rs in _members(plain, grouping):
@@ -66,7 +70,7 @@ def run_shared_prefixes(
     i = 0
     while i < len(plans):
         chunk = plans[i : i + max(1, min(MAX_ROWS, budget // plans[i][0]))]
-        _run_chunk(lm, rows, queries, queries_of, chunk, tables, scoring, budget, bar)
+        _run_chunk(lm, rows, queries, queries_of, chunk, tables, deep, scoring, budget, bar)
         i += len(chunk)
     return rest
 
@@ -80,7 +84,10 @@ def _members(rows: list[int], grouping: Sequence[int]) -> list[list[int]]:
 
 def _shared_length(rows: Sequence[Row], members: list[int], queries_of, queries: Queries) -> int:
     """Longest common prefix of the members' ids, stopping before any queried position and any soft
-    vector the members do not all share (one prompt's soft vectors are the same on every example)."""
+    vector the members do not all share (one prompt's soft vectors are the same on every example);
+    none if they sit behind different deep prompts."""
+    if len({rows[r].deep for r in members}) > 1:
+        return 0
     first = rows[members[0]].ids
     n = min(len(rows[r].ids) for r in members)
     common = set(rows[members[0]].soft)
@@ -100,13 +107,10 @@ def _shared_length(rows: Sequence[Row], members: list[int], queries_of, queries:
 
 
 @torch.inference_mode()
-def _run_chunk(lm, rows, queries, queries_of, chunk, tables, scoring: Scoring, budget: int, bar) -> None:
+def _run_chunk(lm, rows, queries, queries_of, chunk, tables, deep, scoring: Scoring, budget: int, bar) -> None:
     lengths = torch.tensor([n for n, _ in chunk], device=lm.device)
-    prefix_ids, prefix_mask = pad_rows(lm, [rows[rs[0]].ids[:n] for n, rs in chunk])
-    splices = [(g, p, t, k) for g, (n, rs) in enumerate(chunk) for p, t, k in rows[rs[0]].soft if p < n]
-    embeds = splice_soft(lm, prefix_ids, splices, tables)
-    kv = lm.prefix_cache(prefix_mask, None if embeds is not None else prefix_ids, embeds)  # per layer: (G, heads, P, d)
-    width = prefix_ids.shape[1]
+    kv, prefix_mask = _prefix_pass(lm, rows, chunk, tables, deep)
+    width = prefix_mask.shape[1]
     per_row = sum(k.shape[1] * k.shape[3] * 2 * k.element_size() for k, _ in kv) * width
     kv_budget = KV_BYTES * (8 if lm.device.type == "cuda" else 1)
     suffix_rows = sorted(((g, r) for g, (_, rs) in enumerate(chunk) for r in rs),
@@ -125,6 +129,22 @@ def _run_chunk(lm, rows, queries, queries_of, chunk, tables, scoring: Scoring, b
             continue
         i += len(part)
         bar.update(len(part))
+
+
+def _prefix_pass(lm, rows, chunk, tables, deep) -> tuple[list[tuple[torch.Tensor, ...]], torch.Tensor]:
+    """Keys/values of each group's shared prefix (per layer ``(G, kv_heads, S, d)``) and their mask
+    ``(G, S)``; behind deep prompts the slots hold the deep prompt first, the text at positions 0..."""
+    prefix_ids, prefix_mask = pad_rows(lm, [rows[rs[0]].ids[:n] for n, rs in chunk])
+    splices = [(g, p, t, k) for g, (n, rs) in enumerate(chunk) for p, t, k in rows[rs[0]].soft if p < n]
+    embeds = splice_soft(lm, prefix_ids, splices, tables)
+    ids = None if embeds is not None else prefix_ids
+    deeps = [deep[rows[rs[0]].deep] if rows[rs[0]].deep is not None else None for _, rs in chunk]
+    if all(d is None for d in deeps):
+        return lm.prefix_cache(prefix_mask, ids, embeds), prefix_mask
+    past, deep_mask = deep_prompt.prefix_cache(lm, deeps)
+    positions = torch.arange(prefix_ids.shape[1], device=lm.device).expand_as(prefix_ids)
+    mask = torch.cat([deep_mask, prefix_mask], dim=1)
+    return lm.prefix_cache(mask, ids, embeds, past_key_values=past, position_ids=positions), mask
 
 
 def _run_suffixes(lm, rows, queries, queries_of, chunk, part, kv, lengths, prefix_mask, tables, scoring) -> None:
