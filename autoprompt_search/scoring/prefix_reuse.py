@@ -50,17 +50,18 @@ def run_shared_prefixes(
     """
     rest: list[int] = []
     plain = list(range(len(rows)))
+    first_query = [min((queries.pos[q] for q in qs), default=len(rows[r].ids)) for r, qs in enumerate(queries_of)]
     best = {r: (0.0, -1) for r in plain}  # row → (tokens saved per row, grouping)
     for g, grouping in enumerate(groupings):
         for rs in _members(plain, grouping):
-            saved = _shared_length(rows, rs, queries_of, queries) * (1 - 1 / len(rs))
+            saved = shared_length(rows, rs, first_query) * (1 - 1 / len(rs))
             for r in rs:
                 if saved > best[r][0]:
                     best[r] = (saved, g)
     plans: list[tuple[int, list[int]]] = []
     for g, grouping in enumerate(groupings):
         for rs in _members([r for r in plain if best[r][1] == g], grouping):
-            n = _shared_length(rows, rs, queries_of, queries) if len(rs) > 1 else 0
+            n = shared_length(rows, rs, first_query) if len(rs) > 1 else 0
             if n >= MIN_PREFIX:
                 plans.append((n, rs))
             else:
@@ -82,10 +83,10 @@ def _members(rows: list[int], grouping: Sequence[int]) -> list[list[int]]:
     return list(members.values())
 
 
-def _shared_length(rows: Sequence[Row], members: list[int], queries_of, queries: Queries) -> int:
-    """Longest common prefix of the members' ids, stopping before any queried position and any soft
-    vector the members do not all share (one prompt's soft vectors are the same on every example);
-    none if they sit behind different deep prompts."""
+def shared_length(rows: Sequence[Row], members: Sequence[int], first_query: Sequence[int]) -> int:
+    """Longest common prefix of the members' ids, stopping before any row's first queried position
+    (``first_query[r]``) and any soft vector the members do not all share (one prompt's soft vectors
+    are the same on every example); none if they sit behind different deep prompts."""
     if len({rows[r].deep for r in members}) > 1:
         return 0
     first = rows[members[0]].ids
@@ -99,10 +100,8 @@ def _shared_length(rows: Sequence[Row], members: list[int], queries_of, queries:
         n = k
         common &= set(rows[r].soft)
     for r in members:
-        positions = [queries.pos[q] for q in queries_of[r]] + [p for p, *key in rows[r].soft
-                                                              if (p, *key) not in common]
-        if positions:
-            n = min(n, min(positions))
+        unshared = [p for p, *key in rows[r].soft if (p, *key) not in common]
+        n = min(n, first_query[r], *unshared)
     return n
 
 
