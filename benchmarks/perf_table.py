@@ -45,6 +45,10 @@ PERF_RECORDS: dict[str, PerfRecord] = {
         "python -m benchmarks.perf_generate"),
     "mixed": PerfRecord("one Evaluator run over SST-2 + TREC + LAMA vs one run per task (examples/s)",
                         lambda d: f"{d['speedup']:.2f}x", "python -m benchmarks.perf_mixed"),
+    "test-set": PerfRecord(
+        "one prompt on a test set: its text before the input (instruction, soft vectors) run once vs per example",
+        lambda d: " / ".join(f"{s['prompt']} {s['speedup']:.2f}x" for s in d["shapes"]),
+        "python -m benchmarks.perf_test_set"),
     "soft": PerfRecord("prompt-tuning step time, ours / PEFT's (below 1: ours faster)",
                        lambda d: f"{d['ratio_ours_over_peft']:.2f}", "python -m benchmarks.perf_soft"),
     "memory": PerfRecord(

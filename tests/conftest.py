@@ -261,3 +261,15 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_causal_lm: Lan
     tiny_causal_lm.model.save_pretrained(folder)
     tiny_causal_lm.tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(params=["tiny_causal_lm", "tiny_gpt2_lm", "tiny_masked_lm"])
+def any_lm(request: pytest.FixtureRequest) -> LanguageModel:
+    """Each tiny model in turn: Llama-style causal, GPT-2 (absolute positions), masked."""
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture(params=["tiny_causal_lm", "tiny_gpt2_lm"])
+def causal_lm(request: pytest.FixtureRequest) -> LanguageModel:
+    """Each tiny causal model in turn: rotary (Llama-style) and absolute (GPT-2) positions."""
+    return request.getfixturevalue(request.param)

@@ -20,11 +20,6 @@ from autoprompt_search.scoring.rows import pad_rows
 ATOL = 1e-4
 
 
-@pytest.fixture(params=["tiny_causal_lm", "tiny_gpt2_lm", "tiny_masked_lm"])
-def any_lm(request: pytest.FixtureRequest) -> LanguageModel:
-    return request.getfixturevalue(request.param)
-
-
 def random_deep(lm: LanguageModel, n: int, seed: int) -> torch.Tensor:
     shape = kv_shape(lm)
     generator = torch.Generator().manual_seed(seed)

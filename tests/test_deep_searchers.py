@@ -19,11 +19,6 @@ from autoprompt_search.scoring.evaluator import Evaluator
 VERBALIZER = {"0": "bad", "1": "good"}
 
 
-@pytest.fixture(params=["tiny_causal_lm", "tiny_gpt2_lm", "tiny_masked_lm"])
-def any_lm(request: pytest.FixtureRequest):
-    return request.getfixturevalue(request.param)
-
-
 @pytest.mark.parametrize("name", ["p-tuning-v2", "prefix-tuning"])
 def test_deep_searcher_trains_and_saves_what_it_scored(any_lm, sentiment_task, tmp_path, name) -> None:
     template = "{sentence} It was[P]" if any_lm.is_causal else "{sentence} It was[P] ."

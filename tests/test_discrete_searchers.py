@@ -16,11 +16,6 @@ from autoprompt_search.searchers.labels import _rank_assignments
 VERBALIZER = {"0": "bad", "1": "good"}
 
 
-@pytest.fixture(params=["tiny_causal_lm", "tiny_gpt2_lm", "tiny_masked_lm"])
-def any_lm(request):
-    return request.getfixturevalue(request.param)
-
-
 def test_trigger_loss_equals_evaluator_gold_logprob(any_lm, sentiment_task) -> None:
     template = "{sentence} [T*2] It was[P]." if not any_lm.is_causal else "{sentence} [T*2] It was[P]"
     prompt = Prompt.build(template, {"0": ["bad", "terrible"], "1": "good"}).with_triggers((40, 41))
@@ -51,7 +46,8 @@ def test_autoprompt_swaps_tokens_and_reports(any_lm, sentiment_task) -> None:
             assert record.scores["best_candidate"] > record.scores["incumbent"]
     allowed = clean_token_mask(any_lm)
     assert all(allowed[t] for t in result.prompt.trigger_ids)
-    assert result.dev_score >= max(r.best_score for r in result.history[:1]) - 1e-9
+    # 1e-6: the same prompt scored among candidates and alone shares a different prefix (fp32 rounding)
+    assert result.dev_score >= max(r.best_score for r in result.history[:1]) - 1e-6
 
 
 def test_autoprompt_refuses_multi_token_label_words_and_missing_slots(tiny_causal_lm, sentiment_task) -> None:

@@ -19,11 +19,6 @@ from autoprompt_search.scoring.halving import rank
 WORDS = {"0": ["bad", "terrible"], "1": ["good", "fantastic"]}  # "fantastic" is several tokens here
 
 
-@pytest.fixture(params=["tiny_causal_lm", "tiny_gpt2_lm"])
-def causal_lm(request: pytest.FixtureRequest) -> LanguageModel:
-    return request.getfixturevalue(request.param)
-
-
 def trigger_candidates(lm: LanguageModel, n: int = 6) -> list[Prompt]:
     """AutoPrompt-style: the same template, candidates differing in the last trigger token only."""
     base = Prompt.build("Review: {sentence} [T*3]\nSentiment:[P]", WORDS)
@@ -129,3 +124,45 @@ def test_other_runtime_errors_are_not_swallowed(tiny_causal_lm, sentiment_task: 
     with pytest.raises(RuntimeError, match="shape mismatch"):
         Evaluator(tiny_causal_lm, reuse_prefix=False).score(trigger_candidates(tiny_causal_lm, 2),
                                                              sentiment_task.split("dev"), sentiment_task)
+
+
+def test_one_prompt_on_many_examples_runs_its_instruction_once(causal_lm, sentiment_task: Task, monkeypatch) -> None:
+    """Test-set scoring: a single prompt's text before the input is a prefix shared by every example."""
+    prompts = [Prompt.build("Is the sentiment of this movie review positive or negative?\nReview: {sentence}\n"
+                            "Sentiment:[P]", {"0": "bad", "1": "good"})]
+    examples = sentiment_task.split("test")
+    plain = Evaluator(causal_lm, reuse_prefix=False).score(prompts, examples, sentiment_task)
+    prefixes: list[tuple[int, int]] = []
+    real = causal_lm.prefix_cache
+
+    def counted(mask, ids, embeds=None):
+        prefixes.append(tuple(mask.shape))
+        return real(mask, ids, embeds)
+
+    monkeypatch.setattr(causal_lm, "prefix_cache", counted)
+    reused = Evaluator(causal_lm).score(prompts, examples, sentiment_task)
+    np.testing.assert_allclose(reused.scores, plain.scores, atol=1e-4)
+    assert len(prefixes) == 1 and prefixes[0][0] == 1  # one prefix row, for every example
+    assert prefixes[0][1] >= len(causal_lm.tokenize("Is the sentiment of this movie review positive or negative?"))
+
+
+def test_soft_vectors_before_the_input_join_the_shared_prefix(causal_lm, sentiment_task: Task, monkeypatch) -> None:
+    import torch
+
+    torch.manual_seed(1)
+    prompts = [Prompt.build("[V*4]Review: {sentence}\nSentiment:[P]", WORDS, soft=torch.randn(4, causal_lm.hidden_size)
+                            * (1 + i)) for i in range(2)]
+    examples = sentiment_task.split("test")
+    plain = Evaluator(causal_lm, reuse_prefix=False).score(prompts, examples, sentiment_task)
+    widths: list[int] = []
+    real = causal_lm.prefix_cache
+
+    def counted(mask, ids, embeds=None):
+        widths.extend([mask.shape[1]] * mask.shape[0])
+        return real(mask, ids, embeds)
+
+    monkeypatch.setattr(causal_lm, "prefix_cache", counted)
+    reused = Evaluator(causal_lm).score(prompts, examples, sentiment_task)
+    np.testing.assert_allclose(reused.scores, plain.scores, atol=1e-4)
+    assert len(widths) == 2 and min(widths) >= 4  # each prompt's soft vectors and "Review:" run once
+    assert np.ptp(plain.scores[0] - plain.scores[1]) > 0.01  # the two soft prompts really differ

@@ -24,11 +24,6 @@ ATOL = 1e-4
 VERBALIZER = {"0": "bad", "1": "good"}
 
 
-@pytest.fixture(params=["tiny_causal_lm", "tiny_gpt2_lm", "tiny_masked_lm"])
-def any_lm(request: pytest.FixtureRequest) -> LanguageModel:
-    return request.getfixturevalue(request.param)
-
-
 def random_deep(lm: LanguageModel, n: int, seed: int) -> torch.Tensor:
     shape = deep_prompt.kv_shape(lm)
     generator = torch.Generator().manual_seed(seed)
@@ -73,14 +68,29 @@ def test_evaluator_scores_deep_prompt_like_hand_reference(any_lm: LanguageModel,
     assert np.abs(plain.scores - table.scores).max() > 100 * ATOL  # the deep prompt matters
 
 
-def test_deep_candidates_with_prefix_reuse_equal_without(tiny_causal_lm, sentiment_task) -> None:
-    base = Prompt.build("Review: {sentence} and more text here It was[P]", VERBALIZER)
-    prompts = [base, dataclasses.replace(base, deep=random_deep(tiny_causal_lm, 3, 1)),
-               dataclasses.replace(base, deep=random_deep(tiny_causal_lm, 5, 2))]
+@pytest.mark.parametrize("template", ["Review: {sentence} and more text here It was[P]",
+                                      "Is this movie review positive or negative? Review: {sentence} It was[P]"])
+def test_deep_candidates_with_prefix_reuse_equal_without(causal_lm, sentiment_task, template, monkeypatch) -> None:
+    """Rows behind one deep prompt share its instruction's prefix, run behind the deep prompt."""
+    base = Prompt.build(template, VERBALIZER)
+    prompts = [base, dataclasses.replace(base, deep=random_deep(causal_lm, 3, 1)),
+               dataclasses.replace(base, deep=random_deep(causal_lm, 5, 2))]
     examples = sentiment_task.split("dev")
-    reused = Evaluator(tiny_causal_lm, reuse_prefix=True).score(prompts, examples, sentiment_task)
-    plain = Evaluator(tiny_causal_lm, reuse_prefix=False).score(prompts, examples, sentiment_task)
+    plain = Evaluator(causal_lm, reuse_prefix=False).score(prompts, examples, sentiment_task)
+    behind: list[int] = []
+    real = causal_lm.prefix_cache
+
+    def counted(mask, ids, embeds=None, **kw):
+        if kw.get("past_key_values") is not None:
+            behind.append(mask.shape[0])
+        return real(mask, ids, embeds, **kw)
+
+    monkeypatch.setattr(causal_lm, "prefix_cache", counted)
+    reused = Evaluator(causal_lm, reuse_prefix=True).score(prompts, examples, sentiment_task)
     np.testing.assert_allclose(reused.scores, plain.scores, atol=ATOL)
+    assert np.abs(plain.scores[1] - plain.scores[2]).max() > 100 * ATOL  # the deep prompts matter
+    if template.startswith("Is this"):  # a long shared instruction: each deep prompt's rows share it
+        assert sum(behind) >= 2
 
 
 def test_deep_prompt_saved_and_loaded_scores_the_same(tmp_path, tiny_gpt2_lm, sentiment_task) -> None:

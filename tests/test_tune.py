@@ -71,7 +71,8 @@ def test_inner_searches_that_trail_are_pruned(tiny_causal_lm, sentiment_task) ->
     states = [t["state"] for t in result.trials]
     assert "PRUNED" in states and "COMPLETE" in states
     best_complete = max(t["value"] for t in result.trials if t["state"] == "COMPLETE")
-    assert all(t["value"] < best_complete for t in result.trials if t["state"] == "PRUNED")
+    # within fp32 rounding: one prompt scored in differently packed batches differs by ~1e-7
+    assert all(t["value"] <= best_complete + 1e-6 for t in result.trials if t["state"] == "PRUNED")
 
 
 @pytest.mark.parametrize(("space", "error", "match"), [

@@ -140,9 +140,15 @@ class LanguageModel:
         parameters = inspect.signature(self.model.base_model.forward).parameters
         return "cache" if "cache" in parameters else "past_key_values"
 
-    def prefix_cache(self, attention_mask: torch.Tensor, input_ids: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
-        """Per-layer ``(keys, values)``, each ``(B, kv_heads, T, head_dim)``, of a causal LM's prefix."""
-        out = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True)
+    def prefix_cache(self, attention_mask: torch.Tensor, input_ids: torch.Tensor | None,
+                     inputs_embeds: torch.Tensor | None = None, *, past_key_values: Any = None,
+                     position_ids: torch.Tensor | None = None) -> list[tuple[torch.Tensor, ...]]:
+        """Per-layer ``(keys, values)``, each ``(B, kv_heads, T, head_dim)``, of a causal LM's prefix
+        (given as ids, or as embeddings when it holds soft vectors). Behind a deep prompt
+        (``past_key_values``, covered by ``attention_mask``) they hold its slots first."""
+        out = self.model.base_model(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                    use_cache=True, position_ids=position_ids,
+                                    **({self.cache_argument(): past_key_values} if past_key_values is not None else {}))
         cache = out.get("cache") or out.get("past_key_values")
         return [(layer.keys, layer.values) for layer in cache.layers]
 

@@ -1,14 +1,14 @@
 """Batched forward passes that answer "log-prob (and rank) of token t at position p of row r".
 
 Rows are sorted by length and packed under a token budget (a batch's rows at least half as long as
-its longest, so padding at most doubles the work), padded on the right (causal rows need
-no position ids then, and masked rows are masked), run through the network without any output
-layer, and only the hidden states at queried positions ("sites") go through the vocabulary head.
-Causal rows that share a long prefix (the same input under many candidate triggers) are handed to
-:mod:`prefix_reuse`, which runs the prefix once. Rows behind a deep prompt (:mod:`deep_prompt`)
-carry its keys/values into every layer; they count its slots in the token budget and are never
-given to prefix reuse (their text's keys depend on the deep prompt). Out of memory halves the
-batch and retries.
+its longest, so padding at most doubles the work), padded on the right (causal rows need no position
+ids then, and masked rows are masked), run through the network without any output layer, and only
+the hidden states at queried positions ("sites") go through the vocabulary head. Causal rows that
+share a long prefix (the same input under many candidate triggers, or one prompt's instruction over
+many inputs) are handed to :mod:`prefix_reuse`, which runs it once. Rows behind a deep prompt
+(:mod:`deep_prompt`) carry its keys/values into every layer; they count its slots in the token
+budget and share a prefix only with rows behind the same deep prompt. Out of
+memory halves the batch and retries.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def run_queries(
     soft_tables: Sequence[torch.Tensor | None] = (),
     *,
     deep_tables: Sequence[torch.Tensor | None] = (),
-    groups: Sequence[int] | None = None,
+    groupings: Sequence[Sequence[int]] = (),
     want_rank: bool | np.ndarray = False,
     want_hidden: bool = False,
     normalize: Normalize = "vocab",
@@ -54,8 +54,9 @@ def run_queries(
 ) -> Answers:
     """Answer every query with as few, as full forward passes as the token budget allows.
 
-    ``groups`` (causal LMs): rows with the same group id (e.g. the same example under different
-    candidates) are checked for a shared prefix, which is then computed once. ``deep_tables``
+    ``groupings`` (causal LMs): for each way rows may share a prefix, a group id per row (e.g. the
+    same example under different candidates, the same prompt on different examples); rows of a
+    group are checked for a shared prefix, which is then computed once. ``deep_tables``
     holds the deep prompts ``(layers, 2, kv_heads, n, head_dim)`` that rows point to.
     ``want_rank`` may be a ``(Q,)`` bool mask: only those queries get ranks (a mixed run's fact
     queries), the rest keep ``inf``. ``want_hidden`` also returns each query site's hidden state
@@ -78,8 +79,8 @@ def run_queries(
     budget = batch_tokens or default_batch_tokens(lm)
     bar = tqdm(total=len(rows), desc="scoring", unit="seq", disable=not progress, leave=False)
     plain = list(range(len(rows)))
-    if groups is not None and lm.is_causal:
-        plain = run_shared_prefixes(lm, rows, queries, queries_of, groups, tables, scoring, budget, bar)
+    if groupings and lm.is_causal:
+        plain = run_shared_prefixes(lm, rows, queries, queries_of, groupings, tables, deep, scoring, budget, bar)
     order = sorted(plain, key=lambda r: (-length[r], r))
     i = 0
     while i < len(order):

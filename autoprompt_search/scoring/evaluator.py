@@ -60,8 +60,9 @@ class Evaluator:
     hardware has bf16 matrix units — measure it, see ``benchmarks/perf_evaluator.py``).
     ``candidate_ids`` restricts fact ranking to a vocabulary (e.g. LAMA's common vocab); by default
     the gold object competes with the whole vocabulary. ``reuse_prefix`` (causal LMs) runs a prefix
-    shared by several candidates on the same example once. ``normalize="labels"`` scores label
-    words by a softmax over the label words only (cheaper; classification only).
+    shared by several candidates on one example, or by one prompt on many examples, once.
+    ``normalize="labels"`` scores label words by a softmax over the label words only (cheaper;
+    classification only).
     ``chunk_pairs`` bounds memory: pairs are planned and scored that many at a time.
     ``calibration`` ("contextual" or a :class:`Calibration`) and ``demos`` (a
     :class:`Demonstrations`) apply to every prompt that does not carry its own. ``decoding`` says how
@@ -196,7 +197,7 @@ class Evaluator:
         cand = None if self.candidate_ids is None else torch.as_tensor(list(self.candidate_ids), device=self._lm.device)
         answers = run_queries(
             self._lm, plan.rows, plan.queries, [p.soft for p in prompts], deep_tables=[p.deep for p in prompts],
-            groups=plan.groups if self.reuse_prefix else None,
+            groupings=(plan.groups, plan.prompt_groups) if self.reuse_prefix else (),
             want_rank=plan.ranked(),
             want_hidden=any(p.head is not None for p in prompts),
             normalize=self.normalize, candidate_ids=cand, batch_tokens=self.batch_tokens, progress=self.progress,

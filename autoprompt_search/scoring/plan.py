@@ -36,10 +36,12 @@ class Plan:
         self.encoder, self.is_causal, self.mask_id, self.demos = encoder, is_causal, mask_id, demos
         self.rows: list[Row] = []
         self.groups: list[int] = []  # (job, example) of each row: rows of one example may share a prefix
+        self.prompt_groups: list[int] = []  # (job, prompt) of each row: one prompt's rows may share its text
         self.queries = Queries([], [], [])
         self.words: list[list[list[list[int]]]] = []  # pair → label → word → query indices
         self.jobs: list[tuple[int, Sequence[Prompt], Sequence[Example], Task]] = []  # first pair, prompts, ...
         self._groups_used = 0
+        self._prompts_used = 0
         self._fact_queries: list[tuple[int, int]] = []  # query index ranges of fact jobs
 
     def add_job(self, first_prompt: int, prompts: Sequence[Prompt], examples: Sequence[Example], task: Task) -> None:
@@ -48,8 +50,9 @@ class Plan:
         first_query = len(self.queries.row)
         for c, prompt in enumerate(prompts):
             for e, example in enumerate(examples):
-                self._add(first_prompt + c, self._groups_used + e, prompt, example, task)
+                self._add(first_prompt + c, (self._groups_used + e, self._prompts_used + c), prompt, example, task)
         self._groups_used += len(examples)
+        self._prompts_used += len(prompts)
         if task.kind == "fact":
             self._fact_queries.append((first_query, len(self.queries.row)))
 
@@ -60,7 +63,7 @@ class Plan:
             mask[start:stop] = True
         return mask
 
-    def _add(self, table: int, group: int, prompt: Prompt, example: Example, task: Task) -> None:
+    def _add(self, table: int, group: tuple[int, int], prompt: Prompt, example: Example, task: Task) -> None:
         demos = self.demos(prompt, example, task) if self.demos else ()
         encoded = self.encoder.encode(prompt, example, demos)
         if prompt.head is not None:  # one site, the answer slot, read by the head (any token will do)
@@ -77,7 +80,8 @@ class Plan:
 
     def _row(self, ids: tuple[int, ...], candidate: int, soft: list[tuple[int, int]]) -> int:
         self.rows.append(Row(ids, tuple((pos, candidate, k) for pos, k in soft), self._deep))
-        self.groups.append(self._group)
+        self.groups.append(self._group[0])
+        self.prompt_groups.append(self._group[1])
         return len(self.rows) - 1
 
     def _causal(self, c: int, enc: Encoded, targets: list[list[tuple[int, ...]]]) -> list[list[list[int]]]:

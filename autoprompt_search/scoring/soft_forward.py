@@ -9,6 +9,10 @@ over its words, a multi-token word = sum (or mean) of its tokens' log-probs.
 Extension points: a ``deep`` tensor supplies per-layer key/value prefixes (P-tuning v2, prefix
 tuning; run exactly as the Evaluator runs them, see :mod:`deep_prompt`), and a linear ``head``
 replaces the verbalizer by a trained classifier on the hidden state at ``[P]`` (P-tuning v2's sentence-level head).
+
+On a causal LM the text every row of a batch starts with (BOS, the soft vectors, the words before
+the input) runs once, as in the Evaluator's prefix reuse: the rows continue from its keys and
+values, and its gradient is the sum of theirs.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from ..prompts.prompt import Prompt
 from . import deep_prompt
 from .encoding import PromptEncoder
 from .plan import DemoSource, Plan, head_log_probs
+from .prefix_reuse import MIN_PREFIX, shared_length
 from .rows import pad_rows, splice_soft
 
 
@@ -59,6 +64,7 @@ def soft_forward(
     deep: torch.Tensor | None = None,
     head: torch.Tensor | None = None,
     demos: DemoSource | None = None,
+    reuse_prefix: bool = True,
 ) -> SoftBatch:
     """Score ``examples`` under ``prompt`` with ``soft`` (n_soft, H) in its ``[V]`` slots, with grad.
 
@@ -67,6 +73,7 @@ def soft_forward(
     hidden state at ``[P]`` instead of the verbalizer's words. ``deep`` (layers, 2, kv_heads, n, head_dim):
     per-layer key/value prefixes every row attends to. ``demos`` (e.g. the Evaluator's
     ``context.demonstrations``) puts in-context demonstrations before each example, as in scoring.
+    ``reuse_prefix`` runs the rows' shared beginning once (see the module docstring).
     """
     lm = encoder.lm
     plan = Plan(encoder, lm.is_causal, lm.mask_id, demos)
@@ -74,7 +81,7 @@ def soft_forward(
     ids, mask = pad_rows(lm, [row.ids for row in plan.rows])
     splices = [(b, p, t, k) for b, row in enumerate(plan.rows) for p, t, k in row.soft]
     embeds = splice_soft(lm, ids, splices, [soft]) if splices else lm.embed(ids)
-    hidden = deep_prompt.hidden_states(lm, mask, [deep] * len(plan.rows), inputs_embeds=embeds)  # (R, T, H)
+    hidden = _hidden_states(lm, plan, mask, embeds, deep, reuse_prefix)  # (R, T, H)
     label_index = {label: i for i, label in enumerate(task.labels)}
     gold = torch.tensor([label_index.get(str(x.label), -1) for x in examples], dtype=torch.long)
     if head is not None:
@@ -91,6 +98,32 @@ def soft_forward(
         for labels in plan.words
     ]
     return SoftBatch(torch.stack(scores), gold)  # (E, L)
+
+
+def _hidden_states(lm: Any, plan: Plan, mask: torch.Tensor, embeds: torch.Tensor, deep: torch.Tensor | None,
+                   reuse_prefix: bool) -> torch.Tensor:
+    """(R, T, H) hidden states of the plan's rows behind ``deep``; positions before the shared prefix's
+    end hold zeros when it ran once (no query reads them)."""
+    rows = plan.rows
+    n = 0
+    if reuse_prefix and lm.is_causal and len(rows) > 1:
+        first_query = [len(row.ids) for row in rows]
+        for r, pos in zip(plan.queries.row, plan.queries.pos, strict=True):
+            first_query[r] = min(first_query[r], pos)
+        n = shared_length(rows, range(len(rows)), first_query)
+    if n < MIN_PREFIX:
+        return deep_prompt.hidden_states(lm, mask, [deep] * len(rows), inputs_embeds=embeds)
+    slots, past = mask[:1, :n], None
+    if deep is not None:
+        past, deep_mask = deep_prompt.prefix_cache(lm, [deep])
+        slots = torch.cat([deep_mask, slots], dim=1)
+    kv = lm.prefix_cache(slots, None, embeds[:1, :n], past_key_values=past,
+                         position_ids=torch.arange(n, device=lm.device).unsqueeze(0))
+    cache = lm.gather_cache(kv, torch.zeros(len(rows), dtype=torch.long, device=lm.device))
+    positions = torch.arange(n, embeds.shape[1], device=lm.device).expand(len(rows), -1)
+    hidden = lm.hidden_states(torch.cat([slots.expand(len(rows), -1), mask[:, n:]], dim=1),
+                              inputs_embeds=embeds[:, n:], past_key_values=cache, position_ids=positions)
+    return torch.cat([hidden.new_zeros(len(rows), n, hidden.shape[2]), hidden], dim=1)
 
 
 def _query_log_probs(lm: Any, plan: Plan, hidden: torch.Tensor) -> torch.Tensor:

@@ -15,9 +15,8 @@ A subclass supplies the parameterization; this base owns everything else, once:
   last ``n`` evaluations is scored as well and competes for best (a cheap stand-in for stochastic
   weight averaging, Izmailov et al. 2018: the mean of nearby points of the trajectory sits in a
   flatter, better-generalising region than any one of them);
-- the Evaluator's in-context demonstrations in training too (LM-BFF trains behind its
-  demonstrations), so training optimises the inputs evaluation scores; its contextual calibration
-  applies to evaluation (Zhao et al. calibrate at inference), not to the training loss;
+- the Evaluator's demonstrations (LM-BFF trains behind them) and prefix reuse in training too; its
+  contextual calibration applies to evaluation only (Zhao et al. calibrate at inference);
 - ``state_dict``/``load_state_dict`` with parameters, optimizer state, data position and the best
   prompt, so a resumed run equals an uninterrupted one bit for bit;
 - ``fallback`` (default on): the template as written (no ``[V]``, deep prompt or head) is scored on
@@ -192,7 +191,8 @@ class SoftSearcher(OneTemplate, Searcher):
         """Scores of a training batch of task ``part`` (0: the searched task) under the current tensors."""
         task = self._parts[part]
         return soft_forward(ctx.evaluator.encoder, task.prompt, batch, task.task, tensors.soft,
-                            deep=tensors.deep, head=tensors.head, demos=ctx.evaluator.context.demonstrations)
+                            deep=tensors.deep, head=tensors.head, demos=ctx.evaluator.context.demonstrations,
+                            reuse_prefix=ctx.evaluator.reuse_prefix)
 
     # --- searcher protocol ---------------------------------------------------------------------
     def start(self, ctx: SearchContext) -> None:
