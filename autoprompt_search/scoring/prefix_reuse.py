@@ -50,7 +50,7 @@ def run_shared_prefixes(
     """
     rest: list[int] = []
     plain = list(range(len(rows)))
-    first_query = [min((queries.pos[q] for q in qs), default=len(rows[r].ids)) for r, qs in enumerate(queries_of)]
+    first_query = first_queries(queries, [len(row.ids) for row in rows])
     best = {r: (0.0, -1) for r in plain}  # row → (tokens saved per row, grouping)
     for g, grouping in enumerate(groupings):
         for rs in _members(plain, grouping):
@@ -131,19 +131,32 @@ def _run_chunk(lm, rows, queries, queries_of, chunk, tables, deep, scoring: Scor
 
 
 def _prefix_pass(lm, rows, chunk, tables, deep) -> tuple[list[tuple[torch.Tensor, ...]], torch.Tensor]:
-    """Keys/values of each group's shared prefix (per layer ``(G, kv_heads, S, d)``) and their mask
-    ``(G, S)``; behind deep prompts the slots hold the deep prompt first, the text at positions 0..."""
+    """Keys/values of each group's shared prefix (per layer ``(G, kv_heads, S, d)``) and their mask ``(G, S)``."""
     prefix_ids, prefix_mask = pad_rows(lm, [rows[rs[0]].ids[:n] for n, rs in chunk])
     splices = [(g, p, t, k) for g, (n, rs) in enumerate(chunk) for p, t, k in rows[rs[0]].soft if p < n]
     embeds = splice_soft(lm, prefix_ids, splices, tables)
-    ids = None if embeds is not None else prefix_ids
     deeps = [deep[rows[rs[0]].deep] if rows[rs[0]].deep is not None else None for _, rs in chunk]
+    return prefix_behind(lm, prefix_mask, None if embeds is not None else prefix_ids, embeds, deeps)
+
+
+def prefix_behind(lm: LanguageModel, mask: torch.Tensor, ids: torch.Tensor | None, embeds: torch.Tensor | None,
+                  deeps: Sequence[torch.Tensor | None]) -> tuple[list[tuple[torch.Tensor, ...]], torch.Tensor]:
+    """Keys/values of prefix rows (ids or embeddings) and the mask covering them; behind deep prompts
+    (one per row, or None) the slots hold the deep prompt first, the text at positions 0..."""
     if all(d is None for d in deeps):
-        return lm.prefix_cache(prefix_mask, ids, embeds), prefix_mask
+        return lm.prefix_cache(mask, ids, embeds), mask
     past, deep_mask = deep_prompt.prefix_cache(lm, deeps)
-    positions = torch.arange(prefix_ids.shape[1], device=lm.device).expand_as(prefix_ids)
-    mask = torch.cat([deep_mask, prefix_mask], dim=1)
-    return lm.prefix_cache(mask, ids, embeds, past_key_values=past, position_ids=positions), mask
+    positions = torch.arange(mask.shape[1], device=lm.device).expand_as(mask)
+    slots = torch.cat([deep_mask, mask], dim=1)
+    return lm.prefix_cache(slots, ids, embeds, past_key_values=past, position_ids=positions), slots
+
+
+def first_queries(queries: Queries, lengths: Sequence[int]) -> list[int]:
+    """Each row's first queried position (its length when none): a shared prefix must stop before it."""
+    first = list(lengths)
+    for r, pos in zip(queries.row, queries.pos, strict=True):
+        first[r] = min(first[r], pos)
+    return first
 
 
 def _run_suffixes(lm, rows, queries, queries_of, chunk, part, kv, lengths, prefix_mask, tables, scoring) -> None:

@@ -29,7 +29,7 @@ from ..prompts.prompt import Prompt
 from . import deep_prompt
 from .encoding import PromptEncoder
 from .plan import DemoSource, Plan, head_log_probs
-from .prefix_reuse import MIN_PREFIX, shared_length
+from .prefix_reuse import MIN_PREFIX, first_queries, prefix_behind, shared_length
 from .rows import pad_rows, splice_soft
 
 
@@ -107,18 +107,10 @@ def _hidden_states(lm: Any, plan: Plan, mask: torch.Tensor, embeds: torch.Tensor
     rows = plan.rows
     n = 0
     if reuse_prefix and lm.is_causal and len(rows) > 1:
-        first_query = [len(row.ids) for row in rows]
-        for r, pos in zip(plan.queries.row, plan.queries.pos, strict=True):
-            first_query[r] = min(first_query[r], pos)
-        n = shared_length(rows, range(len(rows)), first_query)
+        n = shared_length(rows, range(len(rows)), first_queries(plan.queries, [len(row.ids) for row in rows]))
     if n < MIN_PREFIX:
         return deep_prompt.hidden_states(lm, mask, [deep] * len(rows), inputs_embeds=embeds)
-    slots, past = mask[:1, :n], None
-    if deep is not None:
-        past, deep_mask = deep_prompt.prefix_cache(lm, [deep])
-        slots = torch.cat([deep_mask, slots], dim=1)
-    kv = lm.prefix_cache(slots, None, embeds[:1, :n], past_key_values=past,
-                         position_ids=torch.arange(n, device=lm.device).unsqueeze(0))
+    kv, slots = prefix_behind(lm, mask[:1, :n], None, embeds[:1, :n], [deep])
     cache = lm.gather_cache(kv, torch.zeros(len(rows), dtype=torch.long, device=lm.device))
     positions = torch.arange(n, embeds.shape[1], device=lm.device).expand(len(rows), -1)
     hidden = lm.hidden_states(torch.cat([slots.expand(len(rows), -1), mask[:, n:]], dim=1),
