@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from autoprompt_search import Budget
-from autoprompt_search.errors import BudgetError, TemplateError
+from autoprompt_search.errors import BudgetError, ConfigError, TemplateError
 from autoprompt_search.prompts.prompt import Prompt
 from autoprompt_search.scoring.evaluator import Evaluator
 from autoprompt_search.scoring.selection import selection_score
@@ -62,6 +64,33 @@ def test_label_words_and_mutations_add_candidates(tiny_causal_lm, sentiment_task
     assert result.config["mutation_rounds"] == 1
 
 
+def test_max_examples_caps_the_rungs_and_mutations_not_the_selection(tiny_causal_lm, sentiment_task) -> None:
+    """Full data: rungs end at ``max_examples`` training examples, the final still scores the selection split."""
+    result, _ = _search(tiny_causal_lm, sentiment_task, first_slice=3, finalists=2, max_examples=6, mutations=2,
+                        mutation_rounds=1)
+    assert [r.scores["examples"] for r in result.history if r.note.startswith("rung")] == [3, 6]
+    assert next(r for r in result.history if r.note.startswith("mutation")).scores["examples"] == 6
+    assert result.history[-1].note.startswith("final") and result.history[-1].scores["examples"] == 12
+
+
+def test_a_capped_last_rung_does_not_stand_in_for_the_selection_final(tiny_causal_lm, sentiment_task) -> None:
+    """select_on="all" merges train and dev (24 examples): a last rung of 8 of them is not the final."""
+    result, _ = _search(tiny_causal_lm, sentiment_task, select_on="all", first_slice=4, finalists=2, max_examples=8)
+    assert [r.scores["examples"] for r in result.history if r.note.startswith("rung")] == [4, 8]
+    assert result.history[-1].note.startswith("final") and result.history[-1].scores["examples"] == 24
+
+
+def test_only_an_uncapped_last_rung_on_the_merged_split_replaces_the_final(sentiment_task) -> None:
+    """What lets ``auto`` skip the final: the last rung scored every survivor on the selection split."""
+    train, dev = sentiment_task.split("train"), sentiment_task.split("dev")
+    merged = [*train, *dev]
+    same, apart = SimpleNamespace(train=merged, select=merged), SimpleNamespace(train=train, select=dev)
+    for cap, ctx, redundant in ((512, same, True), (8, same, False), (512, apart, False)):
+        searcher = FilterSearcher(first_slice=4, max_examples=cap)
+        searcher._rung = len(searcher._sizes(searcher._n_train(ctx)))  # the step after the last rung
+        assert searcher.final_is_redundant(ctx) is redundant
+
+
 def test_fact_tasks_use_the_builtin_fact_pool(tiny_causal_lm, fact_task) -> None:
     searcher = FilterSearcher(templates=["The capital of {sub_label} is[P]"], first_slice=3, finalists=2)
     result = searcher.search(fact_task, tiny_causal_lm, budget=Budget(iterations=2), progress=False)
@@ -73,6 +102,7 @@ def test_fact_tasks_use_the_builtin_fact_pool(tiny_causal_lm, fact_task) -> None
     ("config", "error", "match"),
     [
         ({"keep": 1.0}, BudgetError, "0 < keep < 1"),
+        ({"max_examples": 0}, ConfigError, "max_examples=0"),
         ({"templates": [], "builtin": False}, TemplateError, "no candidates"),
         ({"templates": ["{review} was[P]"]}, TemplateError, "unknown field"),
         ({"grammar": "<<a|b{sentence}[P]"}, TemplateError, "never closed"),

@@ -106,8 +106,7 @@ class AutoSearcher(SelectionOptions, Searcher):
 
     def step(self, ctx: SearchContext) -> Step | None:
         if self._stage == "discrete":
-            # with select_on="all" the last rung scored every survivor on the selection examples already
-            skip = self.select_on == "all" and self._filter.at_final(ctx)
+            skip = self._filter.final_is_redundant(ctx)
             report = None if skip else self._filter.step(ctx)
             if report is not None:
                 return Step(report.scores, note=f"discrete: {report.note}")

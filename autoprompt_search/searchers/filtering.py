@@ -63,6 +63,9 @@ class FilterSearcher(SelectionOptions, Searcher):
     the first template; ``generate`` how many instructions the model writes (APE) from
     ``generate_examples`` training examples; ``mutations`` children per round, ``mutation_rounds``
     rounds; ``first_slice`` training examples in the first rung; ``keep`` fraction kept per rung;
+    ``max_examples`` training examples the rungs, mutations and label-word table use at most (a
+    balanced random sample: with full data every survivor of the last rung would otherwise be
+    scored on every training example; full data also wants ``select_on="dev"``, a held-apart slice);
     ``finalists`` candidates scored on dev; ``halving``; ``coarse_dtype`` for the training rungs;
     ``fluency`` the weight of the template text's mean log-likelihood (:mod:`fluency`) added to the
     training scores that rank candidates and mutations. The selection options (``select_by`` …
@@ -85,6 +88,7 @@ class FilterSearcher(SelectionOptions, Searcher):
         mutations: int = 0,
         mutation_rounds: int = 0,
         first_slice: int = 8,
+        max_examples: int = 512,
         keep: float = 0.5,
         finalists: int = 4,
         halving: bool = True,
@@ -101,13 +105,15 @@ class FilterSearcher(SelectionOptions, Searcher):
         super().__init__(seed=seed)
         self.set_selection(select_by=select_by, select_on=select_on, calibrate=calibrate, ensemble=ensemble,
                            combine=combine, guard=guard)
-        positive(self.name, finalists=finalists, first_slice=first_slice, label_top_k=label_top_k)
+        positive(self.name, finalists=finalists, first_slice=first_slice, label_top_k=label_top_k,
+                 max_examples=max_examples)
         self.templates, self.verbalizers = list(templates), list(verbalizers)
         self.grammar, self.builtin = grammar, builtin
         self.label_words, self.label_top_k = label_words, label_top_k
         self.generate, self.generate_examples = generate, generate_examples
         self.mutations, self.mutation_rounds = mutations, mutation_rounds
         self.first_slice, self.keep, self.finalists, self.halving = first_slice, keep, finalists, halving
+        self.max_examples = max_examples
         self.coarse_dtype, self.fluency = coarse_dtype, fluency
         self._pool: list[Spec] = []
         self._alive: list[int] = []
@@ -131,7 +137,7 @@ class FilterSearcher(SelectionOptions, Searcher):
         self._dev = dict(zip(anchors, self._select_scores(ctx, anchors), strict=True))
 
     def step(self, ctx: SearchContext) -> Step | None:
-        sizes = self._sizes(len(ctx.train))
+        sizes = self._sizes(self._n_train(ctx))
         if self._rung < len(sizes) and len(self._alive) <= self.finalists:
             if not self.mutation_rounds and all(i in self._dev for i in self._alive):
                 self._rung = len(sizes)  # every candidate reaches the final and is scored there already
@@ -170,9 +176,11 @@ class FilterSearcher(SelectionOptions, Searcher):
         scores = [self._dev.get(i, self._train_score.get(i, float("-inf"))) for i in pool]
         return best_first(pool, scores)[: max(self.finalists, self.ensemble)]
 
-    def at_final(self, ctx: SearchContext) -> bool:
-        """Whether the next step is the dev final (redundant when selection data = training data)."""
-        return self._rung == len(self._sizes(len(ctx.train))) + self.mutation_rounds
+    def final_is_redundant(self, ctx: SearchContext) -> bool:
+        """Whether the next step is the final on the selection split and the last rung scored every
+        survivor on exactly those examples already (``select_on="all"``, no ``max_examples`` cut)."""
+        at_final = self._rung == len(self._sizes(self._n_train(ctx))) + self.mutation_rounds
+        return at_final and ctx.train is ctx.select and self._n_train(ctx) == len(ctx.train)
 
     def reference(self) -> Prompt | None:
         """The first given template with the first given label words (the first anchor)."""
@@ -212,11 +220,11 @@ class FilterSearcher(SelectionOptions, Searcher):
         specs = [spec for spec in itertools.product(children, verbalizers) if self._usable(ctx, spec)]
         new = list(range(len(self._pool), len(self._pool) + len(specs)))
         self._pool.extend(specs)
-        scores = self._train_scores(ctx, new, len(ctx.train)) if new else []
+        scores = self._train_scores(ctx, new, self._n_train(ctx)) if new else []
         pool = self._alive + new
         self._alive = best_first(pool, [self._train_score[i] for i in pool])[: max(self.finalists, len(self._alive))]
         self._rung += 1
-        return Step(self._report(new, scores, examples=len(ctx.train)),
+        return Step(self._report(new, scores, examples=self._n_train(ctx)),
                     note=f"mutation: {len(new)} children of the top {len(parents)}, {len(self._alive)} alive")
 
     def _final(self, ctx: SearchContext) -> Step:
@@ -228,6 +236,10 @@ class FilterSearcher(SelectionOptions, Searcher):
                     note=f"final: top {len(finalists)} on the selection split")
 
     # --- helpers -------------------------------------------------------------------------------
+    def _n_train(self, ctx: SearchContext) -> int:
+        """Training examples the rungs end on: all of them, up to ``max_examples``."""
+        return min(len(ctx.train), self.max_examples)
+
     def _sizes(self, n_train: int) -> list[int]:
         if not self.halving:
             return [n_train]
@@ -309,7 +321,7 @@ class FilterSearcher(SelectionOptions, Searcher):
             raise TemplateError("the filter searcher has no candidates: pass --template, a grammar, or builtin=true")
         verbalizers = list(given)
         if self.label_words and task.kind == "classification":
-            found = find_label_words(ctx, templates[0], top_k=self.label_top_k, max_examples=512,
+            found = find_label_words(ctx, templates[0], top_k=self.label_top_k, max_examples=self.max_examples,
                                      count=self.label_words, allow_capitalized=True)
             verbalizers = _unique(verbalizers + [{k: [w] for k, w in v.items()} for v in found])
         if self.generate:
