@@ -79,6 +79,20 @@ def test_content_free_rows_share_the_batched_pass(tiny_causal_lm: LanguageModel,
     assert rows[1] == 2 * len(dev) and evaluator.forward_rows == sum(rows)
 
 
+def test_an_empty_content_free_input_reads_the_start_token(tiny_gpt2_lm: LanguageModel, sentiment_task: Task) -> None:
+    """``{sentence}[P]`` on the content-free "" leaves a BOS-less model nothing to read: it reads its
+    start token (as GPT-2 does to generate unconditionally) instead of failing on an empty row."""
+    prompt = Prompt.build("{sentence}[P]", VERBALIZER)
+    evaluator = Evaluator(tiny_gpt2_lm)
+    assert tiny_gpt2_lm.prefix_ids == ()
+    assert evaluator.encoder.encode(prompt, Example({"sentence": ""})).before == (tiny_gpt2_lm.start_id,)
+    great = tuple(tiny_gpt2_lm.tokenize("great"))
+    assert evaluator.encoder.encode(prompt, Example({"sentence": "great"})).before == great
+    table = Evaluator(tiny_gpt2_lm, calibration="contextual").score([prompt], sentiment_task.split("dev"),
+                                                                     sentiment_task)
+    assert np.isfinite(table.scores).all()
+
+
 def test_rank_and_metrics_use_calibrated_scores(tiny_causal_lm: LanguageModel, sentiment_task: Task) -> None:
     prompts = [CAUSAL, Prompt.build("{sentence} It was[P]", {"0": "terrible", "1": "great"})]
     dev = sentiment_task.split("dev")

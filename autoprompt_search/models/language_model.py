@@ -98,6 +98,16 @@ class LanguageModel:
         return any("rope" in key or "rotary" in key for key in self.model.config.to_dict())
 
     @property
+    def start_id(self) -> int:
+        """What a causal LM reads when nothing stands before the answer (a template ``{sentence}[P]``
+        on an empty or content-free input, without a BOS prefix): its BOS token, else its EOS, the
+        document boundary GPT-2 generates from unconditionally. A row needs at least one position."""
+        for token in (self.tokenizer.bos_token_id, self.tokenizer.eos_token_id):
+            if token is not None:
+                return int(token)
+        return self.pad_id
+
+    @property
     def special_ids(self) -> frozenset[int]:
         return frozenset(int(i) for i in self.tokenizer.all_special_ids)
 

@@ -195,6 +195,8 @@ class PromptEncoder:
                 buffer += separator
         parts[1].extend(self.tokenize(buffer if not self.lm.is_causal else ""))
         parts[1].extend(self.lm.suffix_ids)
+        if self.lm.is_causal and not parts[0]:  # nothing to read before [P]: start from the boundary token
+            parts[0].append(self.lm.start_id)
         return Encoded(tuple(parts[0]), tuple(parts[1]), tuple(softs[0]), tuple(softs[1]), text_before,
                        tuple(triggers[0]), tuple(triggers[1]))
 
