@@ -179,8 +179,8 @@ class FilterSearcher(SelectionOptions, Searcher):
     def final_is_redundant(self, ctx: SearchContext) -> bool:
         """Whether the next step is the final on the selection split and the last rung scored every
         survivor on exactly those examples already (``select_on="all"``, no ``max_examples`` cut)."""
-        at_final = self._rung == len(self._sizes(self._n_train(ctx))) + self.mutation_rounds
-        return at_final and ctx.train is ctx.select and self._n_train(ctx) == len(ctx.train)
+        n = self._n_train(ctx)
+        return self._rung == len(self._sizes(n)) + self.mutation_rounds and _is_selection_split(ctx, n)
 
     def reference(self) -> Prompt | None:
         """The first given template with the first given label words (the first anchor)."""
@@ -251,7 +251,7 @@ class FilterSearcher(SelectionOptions, Searcher):
         evaluator = ctx.evaluator
         if self.coarse_dtype not in (None, evaluator.dtype):
             evaluator = dataclasses.replace(evaluator, dtype=self.coarse_dtype)
-        if ctx.train is ctx.select and n == len(ctx.train) and evaluator is ctx.evaluator:
+        if _is_selection_split(ctx, n) and evaluator is ctx.evaluator:
             scores = self._select_scores(ctx, indices)  # select_on="all": the full rung is the selection split
         else:
             scores = self._scores(evaluator, ctx, indices, examples)
@@ -341,6 +341,11 @@ class FilterSearcher(SelectionOptions, Searcher):
         shown = [ctx.train[i] for i in self._order[: self.generate_examples]]
         return propose_templates(ctx.model, shown, words, ctx.task.fields, base, samples=self.generate,
                                  seed=self.seed)
+
+
+def _is_selection_split(ctx: SearchContext, n: int) -> bool:
+    """Whether the first ``n`` training examples are the whole selection split (``select_on="all"``)."""
+    return ctx.train is ctx.select and n == len(ctx.train)
 
 
 def _balanced_order(train: Sequence[Example], permutation: np.ndarray, kind: str) -> list[int]:
