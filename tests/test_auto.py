@@ -12,6 +12,8 @@ import autoprompt_search
 from autoprompt_search import SEARCHERS, Budget, EnsemblePrompt, Prompt, load_prompt
 from autoprompt_search.cli import main
 from autoprompt_search.scoring.fluency import mean_log_likelihoods, perplexity, template_ids
+from autoprompt_search.scoring.selection import GuardResult
+from autoprompt_search.searchers import auto as auto_module
 from autoprompt_search.searchers.cross_validation import cross_validate
 
 VERBALIZER = {"0": "bad", "1": "good"}
@@ -155,3 +157,26 @@ def test_cross_validation_of_the_whole_search(tiny_causal_lm, sentiment_task) ->
     assert len(cv.folds) == 3 and sum(f["n"] for f in cv.folds) == 24
     assert cv.mean["class_logprob"] == pytest.approx(sum(f["class_logprob"] * f["n"] for f in cv.folds) / 24)
     assert cv.searches == 3
+
+
+@pytest.mark.parametrize("passes", [False, True])
+def test_the_guard_also_holds_for_the_soft_pick(passes, tiny_causal_lm, sentiment_task, monkeypatch) -> None:
+    """With the guard on, the soft prompt replaces the discrete pick only if it passes the guard
+    against that pick on dev (the tiny model never prefers its soft prompt, so dev is told it does)."""
+    real_guard = auto_module.guard
+
+    def rigged(candidate, reference, level, seed):
+        real = real_guard(candidate, reference, level, seed)
+        return GuardResult(real.level, real.gain, real.lower, passes)
+
+    monkeypatch.setattr(auto_module, "top_indices", lambda scores, k: [1])  # "soft" scored best on dev
+    monkeypatch.setattr(auto_module, "guard", rigged)
+    guarded = _auto(seed=1, guard=0.9).search(sentiment_task, tiny_causal_lm, progress=False)
+    final = guarded.selection["final"]
+    assert final["guard"]["against"] == "discrete" and final["guard"]["passed"] is passes
+    assert final["guard"]["gain"] == pytest.approx(final["scores"]["soft"] - final["scores"]["discrete"], abs=1e-4)
+    assert final["decision"] == ("soft" if passes else "discrete")
+    assert guarded.dev_score == pytest.approx(final["scores"][final["decision"]])
+    assert ("[V" in guarded.prompt.render()) is passes  # the soft prompt, else the discrete pick
+    unguarded = _auto(seed=1).search(sentiment_task, tiny_causal_lm, progress=False)
+    assert "guard" not in unguarded.selection["final"] and unguarded.selection["final"]["decision"] == "soft"

@@ -16,7 +16,9 @@ examples (Lester et al. 2021); picking one discrete winner on a small dev split 
 3. **Final pick** (in :meth:`conclude`, so a budget cut still ends with one) — the discrete
    finalists through :func:`final.final_selection` (calibration choice, top-``ensemble``
    ensemble, optional guard); then, when a soft prompt exists, the discrete pick, the soft prompt
-   and both together as one ensemble are compared on dev (which the soft prompt never trained on).
+   and both together as one ensemble are compared on dev (which the soft prompt never trained on);
+   with the guard on, the soft prompt or the mix replaces the discrete pick only if it passes the
+   guard against it there too, so what auto returns beats the given prompt at the guard's level.
 
 The evidence of every decision is in the result's ``selection``.
 """
@@ -32,7 +34,16 @@ from ..errors import ConfigError
 from ..prompts.ensemble import Combine, EnsemblePrompt
 from ..prompts.prompt import Prompt
 from ..prompts.template import Text
-from ..scoring.selection import CalibrateChoice, SelectBy, SelectionOptions, SelectOn, selection_score, top_indices
+from ..scoring.selection import (
+    CalibrateChoice,
+    SelectBy,
+    SelectionOptions,
+    SelectOn,
+    class_loglik,
+    guard,
+    selection_score,
+    top_indices,
+)
 from .base import SearchContext, Searcher, register
 from .filtering import FilterSearcher
 from .final import Decision, final_selection
@@ -209,8 +220,14 @@ class AutoSearcher(SelectionOptions, Searcher):
         scores = [selection_score(table.metrics(i), ctx.task.kind, self.select_by) for i in range(len(options))]
         pick = top_indices(scores, 1)[0]
         evidence["final"] = {"on": "dev", "examples": len(dev), "scores": dict(zip(options, scores, strict=True)),
-                             "accuracy": {k: table.metrics(i)["accuracy"] for i, k in enumerate(options)},
-                             "decision": list(options)[pick]}
+                             "accuracy": {k: table.metrics(i)["accuracy"] for i, k in enumerate(options)}}
+        if self.guard is not None and pick != 0:
+            # the guard holds for what auto returns: the soft prompt must beat the (guarded) discrete pick too
+            check = guard(class_loglik(table.scores[pick], table.gold), class_loglik(table.scores[0], table.gold),
+                          self.guard, self.seed)
+            evidence["final"]["guard"] = {**check.to_json(), "against": "discrete"}
+            pick = pick if check.passed else 0
+        evidence["final"]["decision"] = list(options)[pick]
         return Decision(list(options.values())[pick], scores[pick], evidence)
 
 
