@@ -1,6 +1,7 @@
 """``python -m benchmarks.report``: results/LEADERBOARD.md and plots, from the runner's JSON records.
 
-The Markdown is a pure function of the records: everything is sorted, floats have fixed formats,
+The Markdown is a pure function of the records (and of each suite file's ``also_against``, which
+names rows to compare with and changes no result): everything is sorted, floats have fixed formats,
 and there is no timestamp, so regenerating from the same JSONs gives the same bytes (and a diff of
 LEADERBOARD.md shows exactly what new results changed).
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from autoprompt_search import atomic
 
@@ -25,6 +27,7 @@ from . import plots
 from .common import RESULTS, trained_parameters
 from .perf_table import perf_rows
 from .stats import ALPHA, Comparison, compare, mcnemar_exact, mean_std, paired_bootstrap_bleu
+from .suite import SUITES_DIR
 from .summary import summary_table
 
 #: Above this many tasks a suite's table is transposed (rows tasks, columns searchers).
@@ -80,10 +83,23 @@ def load_suites(runs: Path) -> list[SuiteView]:
         baseline = records[0]["baseline"]
         tasks = list(dict.fromkeys(r["task"] for r in records))
         others = sorted({r["searcher"] for r in records} - {baseline})
-        also = tuple(dict.fromkeys(a for r in records for a in r["job"].get("also_against", ())))
+        named = [*_suite_also_against(name), *(a for r in records for a in r["job"].get("also_against", ()))]
+        also = tuple(a for a in dict.fromkeys(named) if a in others)  # rows with records only
         views.append(SuiteView(name, ok, [r for r in records if r["status"] != "ok"], tasks, [baseline, *others],
                                baseline, also))
     return views
+
+
+def _suite_also_against(name: str) -> list[str]:
+    """The rows the suite's file (``benchmarks/suites/<name>.yaml``) asks every row to be compared with.
+
+    ``also_against`` changes no result, so the runner does not re-run a finished job when it is
+    extended, and records made before the extension do not name the new rows: the file says it.
+    """
+    path = SUITES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        return []
+    return list(yaml.safe_load(path.read_text(encoding="utf-8")).get("also_against") or [])
 
 
 def render(views: Sequence[SuiteView], command: str, perf: list[list[str]] | None = None) -> str:

@@ -234,6 +234,23 @@ def test_a_record_of_a_changed_job_runs_again(tmp_path: Path, tiny_model_dir: Pa
     assert calls == ["capitals__manual__seed1"]
 
 
+def test_the_report_compares_with_a_row_the_suite_file_names_after_the_records(
+        tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    suite = _suite(tmp_path, tiny_model_dir, other={"base": "manual", "config": {"templates": ["$other"]}})
+    out, board = tmp_path / "out", tmp_path / "board"
+    assert run.main([str(suite), "--out", str(out), "--tasks", "sentiment", "--seeds", "1"]) == 0
+    monkeypatch.setattr(report, "SUITES_DIR", tmp_path / "suites")  # no file of that name: the records only
+    assert report.main(["--runs", str(out), "--out", str(board)]) == 0
+    assert "Against `other`" not in (board / "LEADERBOARD.md").read_text()
+    spec = yaml.safe_load(suite.read_text())
+    spec["also_against"] = ["other", "never-run"]  # added after the run: no job changes, so none re-runs
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "tiny.yaml").write_text(yaml.safe_dump(spec))
+    assert report.main(["--runs", str(out), "--out", str(board)]) == 0
+    text = (board / "LEADERBOARD.md").read_text()
+    assert "| manual | sentiment | " in text[text.index("Against `other`"):] and "never-run" not in text
+
+
 # --- progress and parallelism -------------------------------------------------------------------
 def _fake_record(job, *args) -> dict:
     return {"suite": job.suite, "job_id": job.id, "task": job.task_name, "task_index": job.task_index,
