@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from autoprompt_search import atomic
 
@@ -27,7 +26,7 @@ from . import plots
 from .common import RESULTS, trained_parameters
 from .perf_table import perf_rows
 from .stats import ALPHA, Comparison, compare, mcnemar_exact, mean_std, paired_bootstrap_bleu
-from .suite import SUITES_DIR
+from .suite import SUITES_DIR, load_suite
 from .summary import summary_table
 
 #: Above this many tasks a suite's table is transposed (rows tasks, columns searchers).
@@ -90,16 +89,14 @@ def load_suites(runs: Path) -> list[SuiteView]:
     return views
 
 
-def _suite_also_against(name: str) -> list[str]:
+def _suite_also_against(name: str) -> tuple[str, ...]:
     """The rows the suite's file (``benchmarks/suites/<name>.yaml``) asks every row to be compared with.
 
     ``also_against`` changes no result, so the runner does not re-run a finished job when it is
     extended, and records made before the extension do not name the new rows: the file says it.
     """
     path = SUITES_DIR / f"{name}.yaml"
-    if not path.is_file():
-        return []
-    return list(yaml.safe_load(path.read_text(encoding="utf-8")).get("also_against") or [])
+    return load_suite(path).also_against if path.is_file() else ()
 
 
 def render(views: Sequence[SuiteView], command: str, perf: list[list[str]] | None = None) -> str:

@@ -112,6 +112,7 @@ class Suite:
     baseline: str
     searchers: tuple[str, ...]
     jobs: tuple[Job, ...]
+    also_against: tuple[str, ...] = ()  # report only: rows every row is also compared with
 
 
 def suite_path(name_or_path: str | Path) -> Path:
@@ -166,7 +167,7 @@ def load_suite(name_or_path: str | Path) -> Suite:
         if entry.get("tasks") is None or task["name"] in entry["tasks"]
         for seed in seeds
     )
-    return Suite(path.stem, path, baseline, tuple(searchers), jobs)
+    return Suite(path.stem, path, baseline, tuple(searchers), jobs, tuple(also))
 
 
 def _searchers(entries: Any, where: str) -> dict[str, dict[str, Any]]:
