@@ -123,11 +123,17 @@ def load_lmbff(data_dir: str | Path, task: str, *, k: int = 16, seed: int = 13) 
     return loaded.with_splits(test=test.split("test"))
 
 
-def load_lama(data_dir: str | Path, relation: str) -> Task:
+def load_lama(data_dir: str | Path, relation: str, *, drop_self_answers: bool = True) -> Task:
     """A LAMA T-REx relation as a fact task: AutoPrompt's train/dev facts, LAMA's facts as test.
 
     Test is ``LAMA/mlama1.1_en/<relation>/train.jsonl`` plus ``dev.jsonl``: that copy of LAMA was
     split 80/20 by its publisher, and together the two files are the LAMA test set.
+
+    ``drop_self_answers`` removes train/dev facts whose object is the subject itself (same label,
+    ignoring case). In AutoPrompt's files they are most of P36 "capital" (85 %) and P1376 "capital
+    of" (89 %): municipalities that are their own seat, against 2 % of LAMA's facts. A prompt
+    trained or selected on them learns to repeat the subject, which is no knowledge; test is
+    never filtered.
     """
     lama = _existing_dir(data_dir) / "LAMA"
     train_dev = load_task(
@@ -135,9 +141,16 @@ def load_lama(data_dir: str | Path, relation: str) -> Task:
         name=f"LAMA-{relation}",
         kind="fact",
     )
+    if drop_self_answers:
+        train_dev = train_dev.with_splits(**{
+            split: [e for e in train_dev.split(split) if not _answers_itself(e)] for split in ("train", "dev")})
     lama_facts = load_task(_child_dir(lama / "mlama1.1_en", relation, "LAMA relation"), kind="fact")
     test = [*lama_facts.split("train"), *lama_facts.split("dev")]
     return train_dev.with_splits(test=test)
+
+
+def _answers_itself(fact: Example) -> bool:
+    return str(fact.label).casefold() == str(fact.fields["sub_label"]).casefold()
 
 
 def lama_manual_template(data_dir: str | Path, relation: str) -> str:
