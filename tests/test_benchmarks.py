@@ -288,6 +288,15 @@ def test_report_is_byte_identical_when_regenerated(tiny_runs: Path, tmp_path: Pa
     assert "| tiny | capitals | `manual` | " in summary and "– (the baseline)" in summary
 
 
+def test_report_shows_each_rows_settings_as_its_records_ran_them(tiny_runs: Path, tmp_path: Path) -> None:
+    """Budgets and configs come from the records, so a trimmed budget is visible beside its scores."""
+    assert report.main(["--runs", str(tiny_runs), "--out", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "LEADERBOARD.md").read_text()
+    settings = text[text.index("Row settings as run"):]
+    assert ('| manual | `manual` | `{"iterations": 1}` | `{}` | '
+            '`{"templates": ["$template"], "verbalizers": ["$verbalizer"]}` |') in settings
+
+
 def test_report_renders_the_speed_benchmarks_records(tiny_runs: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     (out / "perf").mkdir(parents=True)
