@@ -150,7 +150,10 @@ def _suite_section(view: SuiteView) -> list[str]:
     lines += ["<details><summary>Prompts found (per task and searcher; seeds that found each)</summary>", "",
               *_prompt_table(view), "", "</details>", "",
               "<details><summary>Selection scores (what each search saw: its selection split, mean over seeds)"
-              "</summary>", "", *_selection_table(view), "", "</details>", ""]
+              "</summary>", "", *_selection_table(view), "", "</details>", "",
+              "<details><summary>Row settings as run (registered searcher, budget, Evaluator options, config; "
+              "`$name` is a task variable)</summary>", "",
+              *_settings_table(view), "", "</details>", ""]
     for record in view.errors:
         error = record["error"]
         lines.append(f"- FAILED `{record['job_id']}`: {error['type']}: {' '.join(error['message'].split())}")
@@ -261,6 +264,22 @@ def _selection_table(view: SuiteView) -> list[str]:
                 values.append(f"{np.mean(seen):.3f}" if len(seen) == len(cell) else "–")
             rows.append([searcher, task, "/".join(splits), str(len(cell)), *values])
     return _markdown(rows)
+
+
+def _settings_table(view: SuiteView) -> list[str]:
+    """Each row's job settings as its records ran them; a row run with several settings has a line each."""
+    rows = [["searcher", "runs", "budget", "Evaluator options", "config"]]
+    for searcher in view.searchers:
+        settings = {(r["job"].get("method") or searcher, _compact(r["job"].get("budget")),
+                     _compact(r["job"].get("evaluator")), _compact(r["job"].get("config")))
+                    for r in view.records if r["searcher"] == searcher}
+        rows += [[searcher, f"`{method}`", *rest] for method, *rest in sorted(settings)]
+    return _markdown(rows)
+
+
+def _compact(value: Any) -> str:
+    """A JSON value on one line, as code."""
+    return f"`{json.dumps(value or {}, ensure_ascii=False, sort_keys=True, separators=(', ', ': '))}`"
 
 
 def _stores(view: SuiteView, searcher: str) -> str:

@@ -2,7 +2,7 @@
 
     python -m benchmarks.run SUITE [--jobs N] [--searchers A,B] [--tasks T,U] [--seeds 13,21] [--only GLOB]
                              [--data-dir D] [--out results/runs] [--cache DIR | --no-cache] [--commit]
-                             [--backend loky|dask --scheduler ADDRESS]
+                             [--backend loky|dask --scheduler ADDRESS] [--plan]
 
 SUITE is a name in ``benchmarks/suites/`` or a YAML path. Every finished job is written atomically
 to ``<out>/<suite>/<job-id>.json`` the moment it arrives (``--commit`` also commits it to git), and
@@ -13,7 +13,8 @@ on an existing Dask cluster (the data directory must then be visible to the work
 path): a worker that dies mid-job has its job rescheduled on another worker by Dask, and each job's
 record is written once, by job id. Test scores come from a content-addressed cache (``--cache``,
 default ``~/.cache/autoprompt-search/scores``); the run ends by printing its hit rate and the
-forward rows test scoring cost. The exit status is 1 when any job of this run failed.
+forward rows test scoring cost. The exit status is 1 when any job of this run failed. ``--plan``
+runs nothing: it prints the open jobs per row and the hours they need (:mod:`benchmarks.plan`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from autoprompt_search.searchers import SEARCHERS
 
 from .common import RESULTS, data_dir
 from .jobs import execute
+from .plan import plan_table
 from .score_cache import CacheStats, default_root
 from .suite import DEFAULT_CHECKPOINTS, Job, SuiteError, load_suite, referenced_variables
 
@@ -70,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"note: registered searcher(s) {', '.join(missing)} have no entry in {suite.path}", file=sys.stderr)
     print(f"{suite.name}: {len(jobs)} jobs, {len(jobs) - len(pending)} already finished, {len(pending)} to run "
           f"→ {out}", file=sys.stderr)
+    if args.plan:
+        print(plan_table(jobs, pending, out, args.jobs))
+        return 0
     needs_data = any("demo" not in job.task["data"] for job in pending)
     data = str(data_dir(args.data_dir)) if needs_data else None
     cache = None if args.no_cache else str(Path(args.cache) if args.cache else default_root())
@@ -270,6 +275,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--commit", action="store_true", help="git-commit each record as it is written")
     parser.add_argument("--backend", choices=["loky", "dask"], default="loky")
     parser.add_argument("--scheduler", help="Dask scheduler address, with --backend dask (e.g. tcp://host:8786)")
+    parser.add_argument("--plan", action="store_true", help="run nothing: print the open jobs per row and the "
+                        "hours they need, priced by the finished records (with --jobs workers)")
     return parser
 
 

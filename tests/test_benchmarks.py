@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -287,6 +288,15 @@ def test_report_is_byte_identical_when_regenerated(tiny_runs: Path, tmp_path: Pa
     assert "| tiny | capitals | `manual` | " in summary and "– (the baseline)" in summary
 
 
+def test_report_shows_each_rows_settings_as_its_records_ran_them(tiny_runs: Path, tmp_path: Path) -> None:
+    """Budgets and configs come from the records, so a trimmed budget is visible beside its scores."""
+    assert report.main(["--runs", str(tiny_runs), "--out", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "LEADERBOARD.md").read_text()
+    settings = text[text.index("Row settings as run"):]
+    assert ('| manual | `manual` | `{"iterations": 1}` | `{}` | '
+            '`{"templates": ["$template"], "verbalizers": ["$verbalizer"]}` |') in settings
+
+
 def test_report_renders_the_speed_benchmarks_records(tiny_runs: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     (out / "perf").mkdir(parents=True)
@@ -300,3 +310,28 @@ def test_report_renders_the_speed_benchmarks_records(tiny_runs: Path, tmp_path: 
     (out / "perf" / "new-benchmark.json").write_text("{}")
     with pytest.raises(ValueError, match=r"no headline rule.*PERF_RECORDS"):
         report.main(["--runs", str(tiny_runs), "--out", str(out)])
+
+
+def test_plan_prices_the_open_jobs_by_finished_records_and_runs_nothing(tmp_path: Path, tiny_model_dir: Path,
+                                                                        counted: list[str],
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    """A job is priced by its row's records on its task, else on any task; a row that never ran is
+    left unpriced rather than guessed."""
+    path = _suite(tmp_path, tiny_model_dir)
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    spec["searchers"]["manual-again"] = {"base": "manual"}
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    jobs = {job.id: job for job in load_suite(str(path)).jobs}
+    folder = tmp_path / "out" / "tiny"
+    folder.mkdir(parents=True)
+    for job_id, seconds in (("sentiment__manual__seed1", 3600.0), ("capitals__manual__seed1", 7200.0),
+                            ("capitals__manual__seed2", 10800.0)):
+        record = {"status": "ok", "job": asdict(jobs[job_id]), "seconds": {"total": seconds}}
+        (folder / f"{job_id}.json").write_text(json.dumps(record), encoding="utf-8")
+    assert run.main([str(path), "--out", str(tmp_path / "out"), "--plan", "--jobs", "2"]) == 0
+    printed = capsys.readouterr().out
+    # the one open manual job (sentiment, seed 2) costs what sentiment's record took: 1 h
+    assert "| manual | 3/4 | 1 | 7200 (3) | 1.00 |" in printed
+    assert "| manual-again | 0/4 | 4 | – (never ran) | ? |" in printed
+    assert "5 open job(s): about 1.00 worker-hours, 0.50 h of wall-clock with --jobs 2, plus 4 job(s)" in printed
+    assert counted == []
