@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # the backend is chosen before pyplot loads
+from matplotlib import ticker
 
 from autoprompt_search import atomic
 
@@ -88,9 +89,9 @@ def time_to_quality(path: Path, title: str, tasks: Sequence[str], searchers: Seq
             if xs:
                 ax.plot(xs, ys, color=colours[searcher], linewidth=1.0, marker="o", markersize=3,
                         drawstyle="steps-post")
-        ax.set_xscale("log")
+        _log_seconds_axis(ax)
         ax.set_title(task, fontsize=8)
-        ax.tick_params(labelsize=6)
+        ax.tick_params(which="both", labelsize=6)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
     handles = [plt.Line2D([], [], color=colours[s], label=s) for s in searchers]
@@ -98,6 +99,15 @@ def time_to_quality(path: Path, title: str, tasks: Sequence[str], searchers: Seq
                  fontsize=9)
     fig.legend(handles=handles, loc="lower center", fontsize=7, ncol=per_row, frameon=False)
     _save(fig, path, bottom=legend / height)
+
+
+def _log_seconds_axis(ax: plt.Axes) -> None:
+    """A log x axis labelled 1, 2, 5, 10, 20, ... in plain numbers: a panel spanning less than a
+    decade otherwise labels every minor tick in scientific notation, and the labels overlap."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def quality_curve(record: dict[str, Any]) -> list[tuple[float, float]]:
