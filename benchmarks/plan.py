@@ -52,9 +52,7 @@ def plan_table(jobs: Sequence[Job], pending: Sequence[Job], out: Path, workers: 
         unpriced += len(costs) - len(known)
         measured = by_row.get(row)
         per_job = f"{_mean(measured):.0f} ({len(measured)})" if measured else "– (never ran)"
-        hours = f"{sum(known) / 3600:.2f}" if known or not costs else "?"
-        if known and len(known) < len(costs):
-            hours += " + ?"
+        hours = "?" if costs and not known else f"{sum(known) / 3600:.2f}"  # a row prices all its jobs or none
         lines.append(f"| {row} | {total - len(open_jobs)}/{total} | {len(open_jobs)} | {per_job} | {hours} |")
     summary = (f"{len(pending)} open job(s): about {priced / 3600:.2f} worker-hours, "
                f"{priced / workers / 3600:.2f} h of wall-clock with --jobs {workers}")

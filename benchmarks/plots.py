@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # the backend is chosen before pyplot loads
+from matplotlib import ticker
 
 from autoprompt_search import atomic
 
@@ -26,19 +27,24 @@ def score_bars(
     path: Path, title: str, tasks: Sequence[str], searchers: Sequence[str],
     cells: dict[tuple[str, str], tuple[float, float]], ylabel: str,
 ) -> None:
-    """Grouped bars: one group per task, one bar per searcher, height mean, error bar std (in %)."""
+    """Grouped bars: one group per task, one bar per searcher, height mean, error bar std (in %).
+    The figure grows with the bar count up to a page width (then bars get thinner); the legend
+    sits right of the axes, where it hides no bar."""
     width = 0.8 / len(searchers)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(tasks) * max(1, len(searchers)) + 1.5), 3.2))
+    colours = searcher_colours(searchers)
+    bars = len(tasks) * max(1, len(searchers))
+    fig, ax = plt.subplots(figsize=(min(16.0, max(5.0, 0.2 * bars + 3.0)), 3.6))
     for i, searcher in enumerate(searchers):
         xs = [t + (i - (len(searchers) - 1) / 2) * width for t in range(len(tasks))]
         means = [cells.get((searcher, task), (math.nan, math.nan))[0] for task in tasks]
         stds = [cells.get((searcher, task), (math.nan, math.nan))[1] for task in tasks]
-        ax.bar(xs, means, width, yerr=stds, capsize=2, label=searcher)
+        ax.bar(xs, means, width, yerr=stds, capsize=2, label=searcher, color=colours[searcher])
     ax.set_xticks(range(len(tasks)), tasks, rotation=90 if len(tasks) > 10 else 0, fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 100)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), ncol=math.ceil(len(searchers) / 14),
+              frameon=False)
     _save(fig, path)
 
 
@@ -50,7 +56,7 @@ def search_curves(path: Path, title: str, tasks: Sequence[str], searchers: Seque
     rows = math.ceil(len(tasks) / cols)
     height = 2.1 * rows + 0.4  # inches; the last 0.4 hold the legend
     fig, axes = plt.subplots(rows, cols, figsize=(max(5.0, 2.6 * cols), height), squeeze=False)
-    colours = {s: f"C{i}" for i, s in enumerate(searchers)}
+    colours = searcher_colours(searchers)
     for ax, task in zip(axes.flat, tasks, strict=False):
         for record in records:
             if record["task"] != task:
@@ -80,7 +86,7 @@ def time_to_quality(path: Path, title: str, tasks: Sequence[str], searchers: Seq
     legend = 0.22 * math.ceil(len(searchers) / per_row) + 0.15  # inches below the panels
     height = 2.1 * rows + legend + 0.4
     fig, axes = plt.subplots(rows, cols, figsize=(max(5.0, 2.6 * cols), height), squeeze=False)
-    colours = {s: f"C{i}" for i, s in enumerate(searchers)}
+    colours = searcher_colours(searchers)
     for ax, task in zip(axes.flat, tasks, strict=False):
         for searcher in searchers:
             xs, ys = mean_quality_curve([quality_curve(r) for r in records
@@ -88,9 +94,9 @@ def time_to_quality(path: Path, title: str, tasks: Sequence[str], searchers: Seq
             if xs:
                 ax.plot(xs, ys, color=colours[searcher], linewidth=1.0, marker="o", markersize=3,
                         drawstyle="steps-post")
-        ax.set_xscale("log")
+        _log_seconds_axis(ax)
         ax.set_title(task, fontsize=8)
-        ax.tick_params(labelsize=6)
+        ax.tick_params(which="both", labelsize=6)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
     handles = [plt.Line2D([], [], color=colours[s], label=s) for s in searchers]
@@ -98,6 +104,24 @@ def time_to_quality(path: Path, title: str, tasks: Sequence[str], searchers: Seq
                  fontsize=9)
     fig.legend(handles=handles, loc="lower center", fontsize=7, ncol=per_row, frameon=False)
     _save(fig, path, bottom=legend / height)
+
+
+def searcher_colours(searchers: Sequence[str]) -> dict[str, Any]:
+    """One colour per searcher, the same in every figure of a suite: matplotlib's 10-colour cycle,
+    or 40 colours (the tab20 and tab20b maps) when a suite has more rows than the cycle holds."""
+    if len(searchers) <= 10:
+        return {s: f"C{i}" for i, s in enumerate(searchers)}
+    palette = [*plt.get_cmap("tab20").colors, *plt.get_cmap("tab20b").colors]
+    return {s: palette[i % len(palette)] for i, s in enumerate(searchers)}
+
+
+def _log_seconds_axis(ax: plt.Axes) -> None:
+    """A log x axis labelled 1, 2, 5, 10, 20, ... in plain numbers: a panel spanning less than a
+    decade otherwise labels every minor tick in scientific notation, and the labels overlap."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def quality_curve(record: dict[str, Any]) -> list[tuple[float, float]]:

@@ -18,6 +18,7 @@ import yaml
 from autoprompt_search import SEARCHERS, load_demo
 from benchmarks import report, run
 from benchmarks.jobs import execute
+from benchmarks.plots import searcher_colours
 from benchmarks.stats import bootstrap_ci, compare, mcnemar_exact, mean_std, paired_bootstrap_bleu
 from benchmarks.suite import SUITES_DIR, SuiteError, load_suite, resolve_config
 
@@ -335,3 +336,10 @@ def test_plan_prices_the_open_jobs_by_finished_records_and_runs_nothing(tmp_path
     assert "| manual-again | 0/4 | 4 | – (never ran) | ? |" in printed
     assert "5 open job(s): about 1.00 worker-hours, 0.50 h of wall-clock with --jobs 2, plus 4 job(s)" in printed
     assert counted == []
+
+
+def test_every_row_of_a_large_suite_gets_its_own_colour() -> None:
+    """sst2-16shot has 22 rows: matplotlib's 10-colour cycle would give three rows one colour."""
+    for count in (3, 10, 22, 40):
+        colours = searcher_colours([f"row{i}" for i in range(count)])
+        assert len({str(c) for c in colours.values()}) == count
