@@ -1,9 +1,10 @@
 """``python -m benchmarks.report``: results/LEADERBOARD.md and plots, from the runner's JSON records.
 
-The Markdown is a pure function of the records (and of each suite file's ``also_against``, which
-names rows to compare with and changes no result): everything is sorted, floats have fixed formats,
-and there is no timestamp, so regenerating from the same JSONs gives the same bytes (and a diff of
-LEADERBOARD.md shows exactly what new results changed).
+The Markdown is a pure function of the records and of each suite file (its ``also_against``, which
+names rows to compare with, and its job specs, against which records whose entry has changed since
+they ran are named stale): everything is sorted, floats have fixed formats, and there is no
+timestamp, so regenerating from the same JSONs gives the same bytes (and a diff of LEADERBOARD.md
+shows exactly what new results changed).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import shlex
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from . import plots
 from .common import RESULTS, trained_parameters
 from .perf_table import perf_rows
 from .stats import ALPHA, Comparison, compare, mcnemar_exact, mean_std, paired_bootstrap_bleu
-from .suite import SUITES_DIR, load_suite
+from .suite import SUITES_DIR, Suite, load_suite, same_job
 from .summary import summary_table
 
 #: Above this many tasks a suite's table is transposed (rows tasks, columns searchers).
@@ -46,6 +47,7 @@ class SuiteView:
     searchers: list[str]  # baseline first
     baseline: str
     also_against: tuple[str, ...] = ()  # more reference rows, each with its own delta table
+    stale: dict[str, int] = field(default_factory=dict)  # row → records of a suite entry changed since
 
     def cell(self, searcher: str, task: str) -> list[dict[str, Any]]:
         return [r for r in self.records if r["searcher"] == searcher and r["task"] == task]
@@ -82,21 +84,37 @@ def load_suites(runs: Path) -> list[SuiteView]:
         baseline = records[0]["baseline"]
         tasks = list(dict.fromkeys(r["task"] for r in records))
         others = sorted({r["searcher"] for r in records} - {baseline})
-        named = [*_suite_also_against(name), *(a for r in records for a in r["job"].get("also_against", ()))]
+        suite = _suite_file(name)
+        recorded = (a for r in records for a in r["job"].get("also_against", ()))
+        named = [*(suite.also_against if suite else ()), *recorded]
         also = tuple(a for a in dict.fromkeys(named) if a in others)  # rows with records only
         views.append(SuiteView(name, ok, [r for r in records if r["status"] != "ok"], tasks, [baseline, *others],
-                               baseline, also))
+                               baseline, also, _stale_rows(ok, suite)))
     return views
 
 
-def _suite_also_against(name: str) -> tuple[str, ...]:
-    """The rows the suite's file (``benchmarks/suites/<name>.yaml``) asks every row to be compared with.
+def _suite_file(name: str) -> Suite | None:
+    """The suite's file (``benchmarks/suites/<name>.yaml``), if there is one.
 
-    ``also_against`` changes no result, so the runner does not re-run a finished job when it is
+    Its ``also_against`` changes no result, so the runner does not re-run a finished job when it is
     extended, and records made before the extension do not name the new rows: the file says it.
     """
     path = SUITES_DIR / f"{name}.yaml"
-    return load_suite(path).also_against if path.is_file() else ()
+    return load_suite(path) if path.is_file() else None
+
+
+def _stale_rows(records: Sequence[dict[str, Any]], suite: Suite | None) -> dict[str, int]:
+    """Per row, the records whose job the suite file no longer has as they ran it (changed or dropped):
+    their scores stand in the tables, but they are not what the suite now asks for."""
+    if suite is None:
+        return {}
+    jobs = {job.id: job for job in suite.jobs}
+    stale: dict[str, int] = defaultdict(int)
+    for record in records:
+        job = jobs.get(record["job_id"])
+        if job is None or not same_job(record["job"], job):
+            stale[record["searcher"]] += 1
+    return dict(sorted(stale.items()))
 
 
 def render(views: Sequence[SuiteView], command: str, perf: list[list[str]] | None = None) -> str:
@@ -142,6 +160,10 @@ def _suite_section(view: SuiteView) -> list[str]:
              f"{len(view.records)} finished job(s), {len(view.errors)} failed · seeds {', '.join(map(str, seeds))} · "
              f"{seconds:.0f} s of job wall-clock in total", "",
              f"Environment: {_environment(view)}", ""]
+    if view.stale:
+        rows = ", ".join(f"`{row}` ({count})" for row, count in view.stale.items())
+        lines += [f"**Stale records** (row and count): {rows} ran a job that `benchmarks/suites/{view.name}.yaml` "
+                  f"has changed or dropped since; `python -m benchmarks.run {view.name}` re-runs the changed ones.", ""]
     lines += [*_score_table(view), ""]
     test = "paired-bootstrap (BLEU)" if view.generation else "McNemar"
     for against in (view.baseline, *view.also_against):

@@ -41,7 +41,7 @@ from .common import RESULTS, data_dir
 from .jobs import execute
 from .plan import plan_table
 from .score_cache import CacheStats, default_root
-from .suite import DEFAULT_CHECKPOINTS, Job, SuiteError, load_suite, referenced_variables
+from .suite import Job, SuiteError, load_suite, same_job
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -179,21 +179,7 @@ def finished(path: Path, job: Job | None = None) -> bool:
         return False
     if record.get("status") != "ok":
         return False
-    return job is None or job_spec(record.get("job") or {}) == job_spec(asdict(job))
-
-
-def job_spec(job: dict[str, Any]) -> dict[str, Any]:
-    """What a job's result depends on, as JSON data: the fields older records lack get their
-    defaults, and of the task entry only the name, the data and the variables the config refers to
-    (adding a variable for another searcher does not invalidate this one's records)."""
-    spec = json.loads(json.dumps(job))
-    spec["method"] = spec.get("method") or spec.get("searcher")
-    spec.setdefault("checkpoints", list(DEFAULT_CHECKPOINTS))
-    used = referenced_variables(spec.get("config"))
-    spec["task"] = {k: v for k, v in (spec.get("task") or {}).items() if k in ("name", "data") or k in used}
-    spec.pop("task_index", None)
-    spec.pop("also_against", None)  # which rows the report compares with changes no result
-    return spec
+    return job is None or same_job(record.get("job") or {}, job)
 
 
 def _records(jobs: list[Job], args: argparse.Namespace, data: str | None, cache: str | None

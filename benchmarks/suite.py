@@ -44,8 +44,9 @@ seconds at which the then-best prompt is also scored on test, for the time-to-qu
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -233,6 +234,25 @@ def _tasks(entries: Any, defaults: dict[str, Any], where: str) -> list[dict[str,
         repeated = sorted({n for n in names if names.count(n) > 1})
         raise SuiteError(f"{where}: task names must be unique; repeated: {repeated}")
     return tasks
+
+
+def job_spec(job: dict[str, Any]) -> dict[str, Any]:
+    """What a job's result depends on, as JSON data: the fields older records lack get their
+    defaults, and of the task entry only the name, the data and the variables the config refers to
+    (adding a variable for another searcher does not invalidate this one's records)."""
+    spec = json.loads(json.dumps(job))
+    spec["method"] = spec.get("method") or spec.get("searcher")
+    spec.setdefault("checkpoints", list(DEFAULT_CHECKPOINTS))
+    used = referenced_variables(spec.get("config"))
+    spec["task"] = {k: v for k, v in (spec.get("task") or {}).items() if k in ("name", "data") or k in used}
+    spec.pop("task_index", None)
+    spec.pop("also_against", None)  # which rows the report compares with changes no result
+    return spec
+
+
+def same_job(recorded: dict[str, Any], job: Job) -> bool:
+    """Whether a record's job spec is ``job`` in all that its result depends on (:func:`job_spec`)."""
+    return job_spec(recorded) == job_spec(asdict(job))
 
 
 def referenced_variables(config: Any) -> set[str]:
