@@ -106,3 +106,29 @@ def test_no_prompt_is_decoded_twice_on_the_selection_split(name, tiny_causal_lm,
     if name == "manual":  # one likelihood pass per candidate on dev, none again for the result
         assert evaluator.forward_rows == len(CONFIGS["manual"]["templates"]) * sum(
             len(x.references) for x in dev) + sum(len(x.references) for x in task.split("test"))
+
+
+def test_filter_ranks_on_the_first_references_and_decodes_dev_with_all(tiny_causal_lm, monkeypatch) -> None:
+    """``rank_references`` trims what the training rungs score, never the selection split's references."""
+    task = generation_task()
+    held_out = (list(task.split("dev")), list(task.split("test")))
+    references: dict[str, list[int]] = {"train": [], "held out": []}
+    original = Evaluator.score
+
+    def recorded(self, prompts, examples, task, **kwargs):
+        references["held out" if list(examples) in held_out else "train"].extend(len(e.references) for e in examples)
+        return original(self, prompts, examples, task, **kwargs)
+
+    monkeypatch.setattr(Evaluator, "score", recorded)
+    rows = {}
+    for limit in (None, 1):
+        references["train"].clear()
+        evaluator = Evaluator(tiny_causal_lm, decoding=Decoding(max_new_tokens=4))
+        searcher = SEARCHERS["filter"](seed=0, **CONFIGS["filter"], rank_references=limit)
+        result = searcher.search(task, tiny_causal_lm, budget=Budget(iterations=3), evaluator=evaluator,
+                                 progress=False)
+        rows[limit] = evaluator.forward_rows
+        assert result.dev_metrics["bleu"] >= 0
+        assert max(references["train"]) == (3 if limit is None else 1)  # the 3-reference input, whole or trimmed
+    assert rows[1] < rows[None]
+    assert max(references["held out"]) == 3  # dev (Berlin's 3 references) and test are always scored whole

@@ -68,7 +68,10 @@ class FilterSearcher(SelectionOptions, Searcher):
     scored on every training example; full data also wants ``select_on="dev"``, a held-apart slice);
     ``finalists`` candidates scored on dev; ``halving``; ``coarse_dtype`` for the training rungs;
     ``fluency`` the weight of the template text's mean log-likelihood (:mod:`fluency`) added to the
-    training scores that rank candidates and mutations. The selection options (``select_by`` …
+    training scores that rank candidates and mutations; ``rank_references`` (generation) how many
+    references of each training input the rungs score, the first ones (default all): a rung ranks
+    templates by the mean per-reference likelihood, which two of E2E's ~8 references estimate at
+    about a third of the passes. The selection options (``select_by`` …
     ``guard``) are :class:`selection.SelectionPolicy`'s; ``ensemble: k`` returns the top k (default 5).
     """
 
@@ -94,6 +97,7 @@ class FilterSearcher(SelectionOptions, Searcher):
         halving: bool = True,
         coarse_dtype: str | None = None,
         fluency: float = 0.0,
+        rank_references: int | None = None,
         select_by: SelectBy = "logloss",
         select_on: SelectOn = "all",
         calibrate: CalibrateChoice = "choose",
@@ -106,7 +110,7 @@ class FilterSearcher(SelectionOptions, Searcher):
         self.set_selection(select_by=select_by, select_on=select_on, calibrate=calibrate, ensemble=ensemble,
                            combine=combine, guard=guard)
         positive(self.name, finalists=finalists, first_slice=first_slice, label_top_k=label_top_k,
-                 max_examples=max_examples)
+                 max_examples=max_examples, rank_references=rank_references)
         self.templates, self.verbalizers = list(templates), list(verbalizers)
         self.grammar, self.builtin = grammar, builtin
         self.label_words, self.label_top_k = label_words, label_top_k
@@ -114,7 +118,7 @@ class FilterSearcher(SelectionOptions, Searcher):
         self.mutations, self.mutation_rounds = mutations, mutation_rounds
         self.first_slice, self.keep, self.finalists, self.halving = first_slice, keep, finalists, halving
         self.max_examples = max_examples
-        self.coarse_dtype, self.fluency = coarse_dtype, fluency
+        self.coarse_dtype, self.fluency, self.rank_references = coarse_dtype, fluency, rank_references
         self._pool: list[Spec] = []
         self._alive: list[int] = []
         self._train_score: dict[int, float] = {}
@@ -246,8 +250,11 @@ class FilterSearcher(SelectionOptions, Searcher):
         return halving_sizes(n_train, 1 + max(0, math.ceil(math.log2(n_train / self.first_slice))))
 
     def _train_scores(self, ctx: SearchContext, indices: list[int], n: int) -> list[float]:
-        """Scores on the first ``n`` training examples, in ``coarse_dtype`` if one is set."""
+        """Scores on the first ``n`` training examples (their first ``rank_references`` references), in
+        ``coarse_dtype`` if one is set."""
         examples = [ctx.train[i] for i in self._order[:n]]
+        if self.rank_references is not None:
+            examples = [dataclasses.replace(e, references=e.references[: self.rank_references]) for e in examples]
         evaluator = ctx.evaluator
         if self.coarse_dtype not in (None, evaluator.dtype):
             evaluator = dataclasses.replace(evaluator, dtype=self.coarse_dtype)
