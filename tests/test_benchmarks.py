@@ -289,6 +289,20 @@ def test_report_is_byte_identical_when_regenerated(tiny_runs: Path, tmp_path: Pa
     assert "| tiny | capitals | `manual` | " in summary and "– (the baseline)" in summary
 
 
+def test_report_names_records_whose_suite_entry_changed_since_they_ran(
+        tiny_runs: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    suites, args = tmp_path / "suites", ["--runs", str(tiny_runs), "--out", str(tmp_path / "out")]
+    suites.mkdir()
+    monkeypatch.setattr(report, "SUITES_DIR", suites)
+    _suite(suites, tiny_model_dir)  # the suite file as the records ran it
+    assert report.main(args) == 0
+    assert "Stale records" not in (tmp_path / "out" / "LEADERBOARD.md").read_text()
+    _suite(suites, tiny_model_dir, sentiment_template="Text: {sentence}\nLabel:[P]")  # the manual row's template
+    assert report.main(args) == 0
+    text = (tmp_path / "out" / "LEADERBOARD.md").read_text()
+    assert "**Stale records** (row and count): `manual` (2) ran a job that" in text  # sentiment, both seeds
+
+
 def test_report_shows_each_rows_settings_as_its_records_ran_them(tiny_runs: Path, tmp_path: Path) -> None:
     """Budgets and configs come from the records, so a trimmed budget is visible beside its scores."""
     assert report.main(["--runs", str(tiny_runs), "--out", str(tmp_path / "out")]) == 0
