@@ -127,7 +127,7 @@ def test_fluency_weight_changes_the_ranking_inputs(name, tiny_causal_lm, sentime
 def test_soft_checkpoint_averaging_is_scored_and_resumes(tiny_causal_lm, sentiment_task, tmp_path) -> None:
     def searcher():
         return SEARCHERS["prompt-tuning"](templates=["[V*2]{sentence} It was[P]"], verbalizers=[VERBALIZER],
-                                          batch_size=3, eval_every=1, steps=4, patience=None, average=3, fallback=False,
+                                          batch_size=3, eval_every=1, steps=4, patience=0, average=3, fallback=False,
                                           seed=1)
 
     straight = searcher().search(sentiment_task, tiny_causal_lm, progress=False)

@@ -53,7 +53,7 @@ def test_autoprompt_refuses_generation(tiny_causal_lm) -> None:
 def test_soft_training_lowers_the_reference_nll(tiny_causal_lm) -> None:
     task = generation_task()
     searcher = SEARCHERS["prefix-tuning"](templates=[TEMPLATE], prefix_length=2, mlp_hidden=16, batch_size=4,
-                                          eval_every=5, steps=15, lr=0.05, patience=None, seed=0)
+                                          eval_every=5, steps=15, lr=0.05, patience=0, seed=0)
     result = searcher.search(task, tiny_causal_lm, budget=Budget(iterations=15), progress=False)
     losses = [r.scores["train_loss"] for r in result.history]
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3

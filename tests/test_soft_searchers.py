@@ -87,10 +87,19 @@ def test_p_tuning_starts_at_its_init_and_trains_the_encoder(tiny_causal_lm, sent
 
 
 def test_early_stopping_after_patience_evaluations(tiny_causal_lm, sentiment_task) -> None:
-    searcher = PromptTuningSearcher(templates=["[V*2]{sentence} It was[P]"], verbalizers=[VERBALIZER], lr=1e-7,
-                                    eval_every=1, patience=2, steps=50, seed=0)
-    result = searcher.search(sentiment_task, tiny_causal_lm, progress=False)
-    assert len(result.history) < 50  # a vanishing lr never beats the init: stops after 2 evaluations (+ ties)
+    def steps_run(patience: int | None) -> int:
+        searcher = PromptTuningSearcher(templates=["[V*2]{sentence} It was[P]"], verbalizers=[VERBALIZER], lr=1e-7,
+                                        eval_every=1, patience=patience, steps=30, seed=0)
+        return len(searcher.search(sentiment_task, tiny_causal_lm, progress=False).history)
+
+    assert steps_run(2) < 30  # a vanishing lr never beats the init: stops after 2 evaluations (+ ties)
+    assert steps_run(None) < 30  # left out: the cpu preset's patience (3)
+    assert steps_run(0) == 30  # 0: no early stopping
+
+
+def test_patience_must_not_be_negative() -> None:
+    with pytest.raises(BudgetError, match="patience >= 0"):
+        PromptTuningSearcher(patience=-1)
 
 
 def test_the_data_order_visits_every_example_once_per_epoch(tiny_causal_lm, sentiment_task) -> None:

@@ -8,7 +8,8 @@ A subclass supplies the parameterization; this base owns everything else, once:
   is two integers and resuming continues the same order;
 - the optimizer (AdamW or Adafactor), a linear warm-up, optional bf16 autocast;
 - evaluation on the selection split every ``eval_every`` steps through the shared Evaluator (never
-  test), the best prompt kept, early stopping after ``patience`` evaluations without improvement;
+  test), the best prompt kept, early stopping after ``patience`` evaluations without improvement
+  (``patience=0`` turns it off; None, like every option left out, takes the preset's value);
   selection by the mean class log-likelihood (``select_by="logloss"``, the default: on 32 dev
   examples accuracy ties constantly and a lucky tie decides) or by accuracy;
 - checkpoint averaging (``average=n``): at every evaluation the mean of the prompt tensors of the
@@ -123,8 +124,8 @@ class TrainSettings:
         for name in ("batch_size", "steps", "eval_every"):
             if getattr(self, name) < 1:
                 raise BudgetError(f"{name}={getattr(self, name)} must be at least 1")
-        if self.lr <= 0 or (self.patience is not None and self.patience < 1) or self.warmup < 0:
-            raise BudgetError(f"lr must be > 0, patience >= 1 (or None), warmup >= 0; got {self}")
+        if self.lr <= 0 or (self.patience is not None and self.patience < 0) or self.warmup < 0:
+            raise BudgetError(f"lr must be > 0, patience >= 0 (0: no early stopping), warmup >= 0; got {self}")
 
 
 class SoftSearcher(OneTemplate, Searcher):
@@ -224,7 +225,7 @@ class SoftSearcher(OneTemplate, Searcher):
 
     def step(self, ctx: SearchContext) -> Step | None:
         s = self.settings
-        if self._step >= s.steps or (s.patience is not None and self._stale >= s.patience):
+        if self._step >= s.steps or (s.patience and self._stale >= s.patience):
             return None
         batch = self._next_batch(ctx)
         for group in self._optim.param_groups:
